@@ -1,0 +1,1 @@
+"""experiment-operator: Kubernetes operator for MLflow tracking servers and other ML tools."""
