@@ -1,0 +1,223 @@
+"""Kubernetes Events on the objects we reconcile, aggregated like client-go's EventCorrelator.
+
+Events are core/v1 so `kubectl describe` shows them. Identical events (same object, type,
+reason and message) patch one Event's count and lastTimestamp instead of creating a new object
+per occurrence. Event messages are readable by anyone who may list Events in the namespace:
+they must never carry secret values; pass untrusted text (API error messages quoting objects)
+through `redact` first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+import socket
+import time
+import weakref
+from collections import OrderedDict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import lightkube
+from lightkube import ApiError
+from lightkube.models.core_v1 import EventSource, ObjectReference
+from lightkube.models.meta_v1 import ObjectMeta
+from lightkube.resources.core_v1 import Event
+from lightkube.types import PatchType
+
+log = logging.getLogger(__name__)
+
+NORMAL = "Normal"
+WARNING = "Warning"
+REDACTED = "[REDACTED]"
+MAX_MESSAGE_LENGTH = 1024  # the events.k8s.io/v1 limit; long messages only bloat etcd
+
+
+def redact(message: str, secrets: Iterable[str]) -> str:
+    """Replace every occurrence of each secret (and of its base64 form) with `[REDACTED]`.
+
+    Use on any text that may quote an object holding credentials, e.g. an API error message,
+    before it goes into an Event, a log line or status.
+    """
+    needles: set[str] = set()
+    for secret in secrets:
+        if secret:
+            needles.add(secret)
+            needles.add(base64.b64encode(secret.encode()).decode())
+    for needle in sorted(needles, key=len, reverse=True):
+        message = message.replace(needle, REDACTED)
+    return message
+
+
+def _field(obj: Any, name: str) -> Any:
+    if isinstance(obj, Mapping):
+        return obj.get(name)
+    return getattr(obj, name, None)
+
+
+def object_reference(obj: Any) -> ObjectReference:
+    """The involvedObject for a lightkube object or a dict with apiVersion/kind/metadata."""
+    meta = _field(obj, "metadata")
+    return ObjectReference(
+        apiVersion=_field(obj, "apiVersion"),
+        kind=_field(obj, "kind"),
+        name=_field(meta, "name"),
+        namespace=_field(meta, "namespace"),
+        uid=_field(meta, "uid"),
+        resourceVersion=_field(meta, "resourceVersion"),
+    )
+
+
+@dataclass(frozen=True)
+class EventKey:
+    """What makes two events 'the same' for aggregation."""
+
+    component: str
+    kind: str
+    namespace: str
+    name: str
+    uid: str
+    type: str
+    reason: str
+    message: str
+
+    @classmethod
+    def of(
+        cls, component: str, ref: ObjectReference, type_: str, reason: str, message: str
+    ) -> EventKey:
+        return cls(
+            component=component,
+            kind=ref.kind or "",
+            namespace=ref.namespace or "",
+            name=ref.name or "",
+            uid=ref.uid or "",
+            type=type_,
+            reason=reason,
+            message=message,
+        )
+
+
+@dataclass
+class EventSeries:
+    """Bookkeeping for one aggregated Event: its object name once created, count, timestamps."""
+
+    count: int
+    first: datetime
+    last: datetime
+    name: str | None = None
+
+
+class EventCache:
+    """Bounded LRU of recent events; pure, so the aggregation rules are unit-testable."""
+
+    def __init__(self, max_size: int = 4096) -> None:
+        self._max_size = max_size
+        self._entries: OrderedDict[EventKey, EventSeries] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def observe(self, key: EventKey, now: datetime) -> EventSeries:
+        """Count one more occurrence of `key`; returns its series (new when unseen or evicted)."""
+        series = self._entries.get(key)
+        if series is None:
+            series = EventSeries(count=1, first=now, last=now)
+            self._entries[key] = series
+            while len(self._entries) > self._max_size:
+                self._entries.popitem(last=False)
+        else:
+            series.count += 1
+            series.last = now
+            self._entries.move_to_end(key)
+        return series
+
+    def forget(self, key: EventKey) -> None:
+        self._entries.pop(key, None)
+
+
+def _now() -> datetime:
+    # core/v1 Event timestamps are meta/v1 Time: whole seconds.
+    return datetime.now(UTC).replace(microsecond=0)
+
+
+def _event_name(object_name: str) -> str:
+    # client-go's "<name>.<unix nanos in hex>", kept within the 253-character name limit.
+    suffix = f".{time.time_ns():x}"
+    return object_name[: 253 - len(suffix)] + suffix
+
+
+class EventRecorder:
+    """Writes Events as one component (e.g. `trackingserver-controller`); API errors are logged."""
+
+    def __init__(
+        self, client: lightkube.AsyncClient, component: str, cache_size: int = 4096
+    ) -> None:
+        self._client = client
+        self._component = component
+        self._instance = socket.gethostname()
+        self._cache = EventCache(cache_size)
+        self._locks: weakref.WeakValueDictionary[EventKey, asyncio.Lock] = (
+            weakref.WeakValueDictionary()
+        )
+
+    async def event(self, obj: Any, type_: str, reason: str, message: str) -> None:
+        """Record an Event on `obj`; repeats of the same one increase its count.
+
+        `message` must not contain secret values (see `redact`).
+        """
+        if type_ not in (NORMAL, WARNING):
+            raise ValueError(f"event type must be {NORMAL} or {WARNING}, not {type_!r}")
+        ref = object_reference(obj)
+        message = message[:MAX_MESSAGE_LENGTH]
+        key = EventKey.of(self._component, ref, type_, reason, message)
+        lock = self._locks.get(key)
+        if lock is None:
+            lock = self._locks[key] = asyncio.Lock()
+        async with lock:
+            series = self._cache.observe(key, _now())
+            log.debug(
+                "event",
+                extra={"key": f"{key.namespace}/{key.name}", "type": type_, "reason": reason},
+            )
+            try:
+                await self._write(ref, key, series)
+            except Exception as exc:
+                if series.name is None:
+                    self._cache.forget(key)  # nothing was created; start afresh next time
+                status = exc.status.code if isinstance(exc, ApiError) else type(exc).__name__
+                log.warning(
+                    "could not record event",
+                    extra={"key": f"{key.namespace}/{key.name}", "reason": reason, "error": status},
+                )
+
+    async def _write(self, ref: ObjectReference, key: EventKey, series: EventSeries) -> None:
+        namespace = key.namespace or "default"  # cluster-scoped objects: client-go's choice
+        if series.name is not None:
+            patch = {"count": series.count, "lastTimestamp": series.last.isoformat()}
+            try:
+                await self._client.patch(
+                    Event, series.name, patch, namespace=namespace, patch_type=PatchType.MERGE
+                )
+                return
+            except ApiError as exc:
+                if exc.status.code != 404:
+                    raise
+                # The Event expired (kube-apiserver --event-ttl) or was deleted: create it again.
+        event = Event(
+            metadata=ObjectMeta(name=_event_name(key.name), namespace=namespace),
+            involvedObject=ref,
+            type=key.type,
+            reason=key.reason,
+            message=key.message,
+            count=series.count,
+            firstTimestamp=series.first,
+            lastTimestamp=series.last,
+            source=EventSource(component=self._component, host=self._instance),
+            reportingComponent=self._component,
+            reportingInstance=self._instance,
+        )
+        created = await self._client.create(event)
+        series.name = created.metadata.name if created.metadata else None
