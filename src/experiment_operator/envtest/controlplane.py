@@ -1,0 +1,364 @@
+"""Start and stop etcd, kube-apiserver, kube-controller-manager, kube-scheduler and kwok."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import logging
+import os
+import signal
+import socket
+import ssl
+import subprocess
+import time
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from experiment_operator.envtest import pki as pki_mod
+from experiment_operator.envtest.kwok import KWOK_NODE_ANNOTATION, fake_node_manifest
+
+log = logging.getLogger(__name__)
+
+SERVICE_CIDR = "10.0.0.0/24"
+START_TIMEOUT = 60.0
+
+
+class ControlPlaneError(RuntimeError):
+    """A component failed to start; the message names its log file."""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@dataclass
+class Component:
+    """One control-plane process and where its log goes."""
+
+    name: str
+    argv: list[str]
+    log_path: Path
+    process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        with self.log_path.open("ab") as log_file:
+            # Same process group as the caller, so `kill -- -PGID` of a supervisor stops all.
+            self.process = subprocess.Popen(
+                self.argv, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+            )
+
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self.process is None:
+            return
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None
+
+    def tail(self, lines: int = 15) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+
+@dataclass
+class ControlPlane:
+    """A real control plane on loopback ports under ``workdir``.
+
+    ``audit_policy`` turns on the API server's audit log (``workdir/audit.log``), which the
+    benchmarks read to count requests per user.
+    """
+
+    workdir: Path
+    binaries: Path
+    audit_policy: Path | None = None
+    fake_nodes: int = 1
+    components: dict[str, Component] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.workdir = self.workdir.resolve()
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.etcd_port = free_port()
+        self.apiserver_port = free_port()
+        self.kubeconfig = self.workdir / "kubeconfig"
+        self.pki = pki_mod.generate(self.workdir / "pki")
+        self._write_kubeconfig()
+
+    # -- public API --------------------------------------------------------------------------
+
+    @property
+    def server(self) -> str:
+        return f"https://127.0.0.1:{self.apiserver_port}"
+
+    @property
+    def env(self) -> dict[str, str]:
+        """Environment for subprocesses (kubectl, the operator) that talk to this cluster."""
+        return {**os.environ, "KUBECONFIG": str(self.kubeconfig)}
+
+    @property
+    def audit_log(self) -> Path:
+        return self.workdir / "audit.log"
+
+    def start(self, progress: Callable[[str], None] = log.info) -> None:
+        """Start every component and wait until each is healthy; stop all on failure."""
+        started = time.monotonic()
+        try:
+            self._start("etcd", self._etcd_argv(), self._etcd_healthy)
+            self._start("kube-apiserver", self._apiserver_argv(), self._apiserver_healthy)
+            self._start("kube-controller-manager", self._kcm_argv(), self._https_healthy)
+            self._start("kube-scheduler", self._scheduler_argv(), self._https_healthy)
+            self._create_fake_nodes()
+            self._start("kwok", self._kwok_argv(), self._nodes_ready)
+        except BaseException:
+            self.stop()
+            raise
+        progress(f"control plane healthy in {time.monotonic() - started:.1f}s ({self.server})")
+
+    def stop(self) -> None:
+        """Stop components in reverse order; safe to call twice."""
+        for component in reversed(list(self.components.values())):
+            component.stop()
+
+    async def restart_apiserver(self) -> None:
+        """Restart kube-apiserver; its new watch cache makes older resourceVersions 410 Gone."""
+        await asyncio.to_thread(self._restart_apiserver)
+
+    async def compact_etcd(self) -> int:
+        """Compact etcd's history up to its current revision, returning that revision."""
+        return await asyncio.to_thread(self._compact_etcd)
+
+    def kubectl(self, *args: str, input: str | None = None, check: bool = True) -> str:
+        result = subprocess.run(
+            [str(self.binaries / "kubectl"), *args],
+            env=self.env,
+            input=input,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if check and result.returncode != 0:
+            raise ControlPlaneError(f"kubectl {' '.join(args)} failed: {result.stderr.strip()}")
+        return result.stdout
+
+    # -- components --------------------------------------------------------------------------
+
+    def _start(self, name: str, argv: list[str], healthy: Callable[[str], bool]) -> None:
+        component = Component(name, argv, self.workdir / f"{name}.log")
+        self.components[name] = component
+        component.start()
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            if not component.running():
+                break
+            if healthy(name):
+                return
+            time.sleep(0.1)
+        reason = "exited" if not component.running() else f"not healthy after {START_TIMEOUT}s"
+        raise ControlPlaneError(f"{name} {reason}; log: {component.log_path}\n{component.tail()}")
+
+    def _restart_apiserver(self) -> None:
+        self.components["kube-apiserver"].stop()
+        self._start("kube-apiserver", self._apiserver_argv(), self._apiserver_healthy)
+
+    def _etcd_argv(self) -> list[str]:
+        peer = free_port()
+        url = f"http://127.0.0.1:{self.etcd_port}"
+        return [
+            str(self.binaries / "etcd"),
+            f"--data-dir={self.workdir / 'etcd'}",
+            f"--listen-client-urls={url}",
+            f"--advertise-client-urls={url}",
+            f"--listen-peer-urls=http://127.0.0.1:{peer}",
+            f"--initial-advertise-peer-urls=http://127.0.0.1:{peer}",
+            f"--initial-cluster=default=http://127.0.0.1:{peer}",
+            "--unsafe-no-fsync",
+            "--log-level=warn",
+        ]
+
+    def _apiserver_argv(self) -> list[str]:
+        p = self.pki
+        argv = [
+            str(self.binaries / "kube-apiserver"),
+            f"--etcd-servers=http://127.0.0.1:{self.etcd_port}",
+            "--bind-address=127.0.0.1",
+            "--advertise-address=127.0.0.1",
+            f"--secure-port={self.apiserver_port}",
+            f"--cert-dir={self.workdir / 'apiserver-certs'}",
+            f"--tls-cert-file={p.serving_cert}",
+            f"--tls-private-key-file={p.serving_key}",
+            f"--client-ca-file={p.ca_cert}",
+            f"--service-account-key-file={p.sa_public}",
+            f"--service-account-signing-key-file={p.sa_private}",
+            "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+            f"--service-cluster-ip-range={SERVICE_CIDR}",
+            "--authorization-mode=Node,RBAC",
+            "--allow-privileged=true",
+            "--profiling=false",
+            "--v=1",
+        ]
+        if self.audit_policy:
+            argv += [
+                f"--audit-policy-file={self.audit_policy}",
+                f"--audit-log-path={self.audit_log}",
+                "--audit-log-mode=batch",
+                "--audit-log-batch-max-wait=1s",
+            ]
+        return argv
+
+    def _component_kubeconfig_args(self) -> list[str]:
+        return [
+            f"--kubeconfig={self.kubeconfig}",
+            f"--authentication-kubeconfig={self.kubeconfig}",
+            f"--authorization-kubeconfig={self.kubeconfig}",
+            "--bind-address=127.0.0.1",
+            "--leader-elect=false",
+            f"--cert-dir={self.workdir / 'component-certs'}",
+        ]
+
+    def _kcm_argv(self) -> list[str]:
+        self._kcm_port = free_port()
+        return [
+            str(self.binaries / "kube-controller-manager"),
+            *self._component_kubeconfig_args(),
+            f"--secure-port={self._kcm_port}",
+            f"--service-account-private-key-file={self.pki.sa_private}",
+            f"--root-ca-file={self.pki.ca_cert}",
+            f"--service-cluster-ip-range={SERVICE_CIDR}",
+            "--controllers=*,-nodeipam,-cloud-node-lifecycle,-service-lb-controller",
+            "--concurrent-deployment-syncs=10",
+            "--concurrent-replicaset-syncs=10",
+            "--concurrent-gc-syncs=50",
+            "--kube-api-qps=200",
+            "--kube-api-burst=400",
+            "--v=1",
+        ]
+
+    def _scheduler_argv(self) -> list[str]:
+        self._scheduler_port = free_port()
+        return [
+            str(self.binaries / "kube-scheduler"),
+            *self._component_kubeconfig_args(),
+            f"--secure-port={self._scheduler_port}",
+            "--kube-api-qps=200",
+            "--kube-api-burst=400",
+            "--v=1",
+        ]
+
+    def _kwok_argv(self) -> list[str]:
+        return [
+            str(self.binaries / "kwok"),
+            f"--kubeconfig={self.kubeconfig}",
+            f"--manage-nodes-with-annotation-selector={KWOK_NODE_ANNOTATION}=fake",
+            "--cidr=10.244.0.1/16",
+            "--node-ip=10.244.0.1",
+        ]
+
+    # -- health ------------------------------------------------------------------------------
+
+    def _etcd_healthy(self, _: str) -> bool:
+        try:
+            with urllib.request.urlopen(
+                f"http://127.0.0.1:{self.etcd_port}/health", timeout=2
+            ) as resp:
+                return bool(json.loads(resp.read()).get("health") == "true")
+        except OSError:
+            return False
+
+    def _apiserver_healthy(self, _: str) -> bool:
+        return self._get(f"{self.server}/readyz") == 200
+
+    def _https_healthy(self, name: str) -> bool:
+        port = self._kcm_port if name == "kube-controller-manager" else self._scheduler_port
+        return self._get(f"https://127.0.0.1:{port}/healthz", verify=False) == 200
+
+    def _nodes_ready(self, _: str) -> bool:
+        out = self.kubectl(
+            "get",
+            "nodes",
+            "-o",
+            "jsonpath={.items[*].status.conditions[?(@.type=='Ready')].status}",
+            check=False,
+        )
+        statuses = out.split()
+        return len(statuses) >= self.fake_nodes and all(s == "True" for s in statuses)
+
+    def _get(self, url: str, *, verify: bool = True) -> int | None:
+        context = ssl.create_default_context(cafile=str(self.pki.ca_cert))
+        context.load_cert_chain(self.pki.admin_cert, self.pki.admin_key)
+        if not verify:
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        try:
+            with urllib.request.urlopen(url, timeout=2, context=context) as resp:
+                status: int = resp.status
+                return status
+        except urllib.error.HTTPError as err:
+            return err.code
+        except OSError:
+            return None
+
+    # -- helpers -----------------------------------------------------------------------------
+
+    def _create_fake_nodes(self) -> None:
+        for index in range(self.fake_nodes):
+            self.kubectl("apply", "-f", "-", input=json.dumps(fake_node_manifest(index)))
+
+    def _compact_etcd(self) -> int:
+        base = f"http://127.0.0.1:{self.etcd_port}/v3/kv"
+        key = base64.b64encode(b"\0").decode()
+        revision = int(
+            self._etcd_post(f"{base}/range", {"key": key, "limit": 1})["header"]["revision"]
+        )
+        self._etcd_post(f"{base}/compaction", {"revision": revision, "physical": True})
+        return revision
+
+    @staticmethod
+    def _etcd_post(url: str, body: dict[str, Any]) -> dict[str, Any]:
+        request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST")
+        with urllib.request.urlopen(request, timeout=10) as resp:
+            result: dict[str, Any] = json.loads(resp.read())
+            return result
+
+    def _write_kubeconfig(self) -> None:
+        p = self.pki
+        config = {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [
+                {
+                    "name": "envtest",
+                    "cluster": {"server": self.server, "certificate-authority": str(p.ca_cert)},
+                }
+            ],
+            "users": [
+                {
+                    "name": "envtest-admin",
+                    "user": {
+                        "client-certificate": str(p.admin_cert),
+                        "client-key": str(p.admin_key),
+                    },
+                }
+            ],
+            "contexts": [
+                {"name": "envtest", "context": {"cluster": "envtest", "user": "envtest-admin"}}
+            ],
+            "current-context": "envtest",
+        }
+        self.kubeconfig.write_text(yaml.safe_dump(config))

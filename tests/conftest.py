@@ -1,0 +1,63 @@
+"""Fixtures shared by every test that needs a real API server.
+
+The session starts one local control plane (or uses ``KUBECONFIG`` with
+``USE_EXISTING_CLUSTER=true``); each test gets a fresh namespace and its own async client.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+
+import pytest
+from lightkube import AsyncClient, KubeConfig
+from lightkube.models.meta_v1 import ObjectMeta
+from lightkube.resources.core_v1 import Namespace
+
+from experiment_operator.envtest.cluster import Cluster, Kubectl, cluster_for_tests
+
+
+@pytest.fixture(scope="session")
+def cluster() -> Iterator[Cluster]:
+    with cluster_for_tests() as handle:
+        handle.install_third_party_crds()
+        yield handle
+
+
+@pytest.fixture(scope="session")
+def new_client(cluster: Cluster) -> Callable[[], AsyncClient]:
+    """Make a fresh admin client; the caller closes it."""
+
+    def make() -> AsyncClient:
+        return AsyncClient(config=KubeConfig.from_file(cluster.kubeconfig), field_manager="tests")
+
+    return make
+
+
+@pytest.fixture
+async def kube(new_client: Callable[[], AsyncClient]) -> AsyncIterator[AsyncClient]:
+    client = new_client()
+    try:
+        yield client
+    finally:
+        await client.close()
+
+
+@pytest.fixture
+async def namespace(kube: AsyncClient) -> AsyncIterator[str]:
+    name = f"t-{uuid.uuid4().hex[:10]}"
+    await kube.create(Namespace(metadata=ObjectMeta(name=name, labels={"e2e": "true"})))
+    yield name
+    await kube.delete(Namespace, name)
+
+
+@pytest.fixture(scope="session")
+def kubectl(cluster: Cluster) -> Kubectl:
+    return cluster.kubectl
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Everything under tests/integration needs a real API server."""
+    for item in items:
+        if "/tests/integration/" in str(item.path):
+            item.add_marker(pytest.mark.integration)
