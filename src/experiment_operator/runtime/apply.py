@@ -1,0 +1,171 @@
+"""Writing owned objects: server-side apply that refuses foreign objects and skips no-op writes,
+delete-if-owned, and a status writer that writes only real changes."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from typing import Any
+
+from lightkube import AsyncClient
+from lightkube.core import resource as lkr
+from lightkube.core.exceptions import ApiError
+
+from . import kubeapi
+from .kubeapi import KindInfo, Obj
+from .store import controller_owner
+
+FIELD_MANAGER = "experiment-operator"
+
+
+class NotOwnedError(Exception):
+    """An object with the child's name exists and is not controlled by the owner: hands off."""
+
+    def __init__(self, kind: str, namespace: str, name: str) -> None:
+        super().__init__(f"{kind} {namespace}/{name} exists and is not controlled by this object")
+        self.kind, self.namespace, self.name = kind, namespace, name
+
+
+def controller_reference(owner: Mapping[str, Any]) -> Obj:
+    """The ownerReference that makes `owner` the controller (and lets GC cascade)."""
+    meta = owner["metadata"]
+    return {
+        "apiVersion": owner["apiVersion"],
+        "kind": owner["kind"],
+        "name": meta["name"],
+        "uid": meta["uid"],
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def is_controlled_by(obj: Mapping[str, Any], owner_uid: str) -> bool:
+    ref = controller_owner(obj)
+    return ref is not None and ref.get("uid") == owner_uid
+
+
+def is_subset(desired: Any, live: Any) -> bool:
+    """Whether `live` already holds every field of `desired` (extra live fields, e.g. server
+    defaults, are fine). Lists must have the same length and match element-wise."""
+    if isinstance(desired, Mapping):
+        if not isinstance(live, Mapping):
+            return False
+        return all(v is None or (k in live and is_subset(v, live[k])) for k, v in desired.items())
+    if isinstance(desired, list):
+        if not isinstance(live, list) or len(desired) != len(live):
+            return False
+        return all(is_subset(d, v) for d, v in zip(desired, live, strict=True))
+    if isinstance(desired, bool) or isinstance(live, bool):
+        return type(desired) is type(live) and desired == live
+    return bool(desired == live)
+
+
+def with_controller_reference(desired: Mapping[str, Any], owner: Mapping[str, Any]) -> Obj:
+    """A copy of `desired` carrying the owner's controller reference."""
+    obj = copy.deepcopy(dict(desired))
+    refs = obj["metadata"].setdefault("ownerReferences", [])
+    if not any(r.get("uid") == owner["metadata"]["uid"] for r in refs):
+        refs.append(controller_reference(owner))
+    return obj
+
+
+async def apply_owned(
+    client: AsyncClient, desired: Obj, owner: Obj, live: Obj | None = None
+) -> Obj:
+    """Server-side apply `desired` (field manager FIELD_MANAGER, force) as a child of `owner`.
+
+    `live` is the cached object, if any; without it the object is read from the server, since a
+    foreign object lacks our labels and is never in a label-selected cache. Raises
+    NotOwnedError, without writing, if the object exists and `owner` does not control it.
+    Makes no request at all when the live object already matches. Returns the live object.
+    """
+    kind = KindInfo.for_object(desired)
+    body = with_controller_reference(desired, owner)
+    meta = body["metadata"]
+    namespace = ""
+    if kind.namespaced:
+        namespace = meta.get("namespace") or owner["metadata"].get("namespace") or ""
+        meta["namespace"] = namespace
+    if live is None:
+        live = await kubeapi.get(client, kind, namespace, meta["name"])
+    if live is not None:
+        if not is_controlled_by(live, owner["metadata"]["uid"]):
+            raise NotOwnedError(kind.kind, namespace, meta["name"])
+        if is_subset(body, live):
+            return live
+    return await kubeapi.request(
+        client,
+        "PATCH",
+        kind.path(namespace, meta["name"]),
+        params={"fieldManager": FIELD_MANAGER, "force": "true"},
+        body=body,
+        content_type=kubeapi.APPLY_CONTENT_TYPE,
+    )
+
+
+async def delete_if_owned(
+    client: AsyncClient,
+    kind: type[lkr.Resource] | KindInfo,
+    namespace: str,
+    name: str,
+    owner_uid: str,
+    live: Obj | None = None,
+) -> bool:
+    """Delete the object if `owner_uid` controls it; the uid precondition guarantees that a
+    same-name object created meanwhile is never deleted. Returns whether a delete was sent."""
+    info = KindInfo.of(kind)
+    if live is None:
+        live = await kubeapi.get(client, info, namespace, name)
+    if live is None or not is_controlled_by(live, owner_uid):
+        return False
+    body = {
+        "apiVersion": "v1",
+        "kind": "DeleteOptions",
+        "preconditions": {"uid": live["metadata"]["uid"]},
+        "propagationPolicy": "Background",
+    }
+    try:
+        await kubeapi.request(client, "DELETE", info.path(namespace, name), body=body)
+    except ApiError as err:
+        if err.status.code in (404, 409):  # gone already, or replaced by another object
+            return False
+        raise
+    return True
+
+
+def merge_patch(current: Mapping[str, Any], desired: Mapping[str, Any]) -> Obj:
+    """The JSON merge patch (RFC 7386) turning `current` into `desired`."""
+    patch: Obj = {k: None for k in current if k not in desired}
+    for k, v in desired.items():
+        old = current.get(k)
+        if isinstance(v, Mapping) and isinstance(old, Mapping):
+            sub = merge_patch(old, v)
+            if sub:
+                patch[k] = sub
+        elif k not in current or old != v:
+            patch[k] = v
+    return patch
+
+
+async def update_status(
+    client: AsyncClient,
+    resource: type[lkr.Resource] | KindInfo,
+    obj: Obj,
+    new_status: Mapping[str, Any],
+) -> bool:
+    """Patch the status subresource to `new_status` unless `obj` already has exactly that
+    status; returns whether it wrote."""
+    current = obj.get("status") or {}
+    patch = merge_patch(current, new_status)
+    if not patch:
+        return False
+    info = KindInfo.of(resource)
+    meta = obj["metadata"]
+    await kubeapi.request(
+        client,
+        "PATCH",
+        info.path(meta.get("namespace"), meta["name"], "status"),
+        body={"status": patch},
+        content_type=kubeapi.MERGE_PATCH_CONTENT_TYPE,
+    )
+    return True

@@ -1,0 +1,207 @@
+"""Controllers: a Reconciler fed from a work queue, declared with a controller-runtime-like
+builder (`for_` the primary kind, `owns` child kinds)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol, Self
+
+from lightkube.core import resource as lkr
+
+from . import metrics
+from .handlers import object_keys, owner_keys
+from .kubeapi import Key, KindInfo
+from .store import Change, Store
+from .workqueue import WorkQueue
+
+if TYPE_CHECKING:
+    from .manager import Manager
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Request:
+    """What to reconcile: the primary object's key (namespace "" when cluster-scoped)."""
+
+    namespace: str
+    name: str
+
+    def __str__(self) -> str:
+        return f"{self.namespace}/{self.name}" if self.namespace else self.name
+
+
+@dataclass(frozen=True)
+class Result:
+    """`requeue_after`: reconcile again after that many seconds; `requeue`: again with backoff."""
+
+    requeue_after: float | None = None
+    requeue: bool = False
+
+
+class Reconciler(Protocol):
+    """Drives the world towards the primary object's spec; raising means "retry with backoff"."""
+
+    async def reconcile(self, request: Request) -> Result: ...
+
+
+class Controller:
+    """Runs `max_concurrent_reconciles` workers over a queue of primary keys.
+
+    Handlers enqueue into the queue only while the controller runs (i.e. while leading); each
+    run starts with a fresh queue holding every cached primary key, so nothing is missed."""
+
+    def __init__(
+        self,
+        name: str,
+        reconciler: Reconciler,
+        primary: Store,
+        *,
+        max_concurrent_reconciles: int = 1,
+        resync_period: float = 10 * 3600.0,
+    ) -> None:
+        self.name = name
+        self.reconciler = reconciler
+        self.primary = primary
+        self.max_concurrent_reconciles = max_concurrent_reconciles
+        self.resync_period = resync_period
+        self._queue: WorkQueue[Key] | None = None
+
+    def enqueue(self, key: Key) -> None:
+        if self._queue is not None:
+            self._queue.add(key)
+
+    async def run(self) -> None:
+        """Reconcile until cancelled; then stop the workers (in-flight reconciles are cancelled)."""
+        queue: WorkQueue[Key] = WorkQueue(self.name)
+        self._queue = queue
+        for key in self.primary.list_keys():
+            queue.add(key)
+        tasks = [
+            asyncio.create_task(self._worker(queue)) for _ in range(self.max_concurrent_reconciles)
+        ]
+        tasks.append(asyncio.create_task(self._resync(queue)))
+        log.info("controller started", extra={"controller": self.name})
+        try:
+            await asyncio.gather(*tasks)
+        finally:
+            self._queue = None
+            queue.shutdown()
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            log.info("controller stopped", extra={"controller": self.name})
+
+    async def _resync(self, queue: WorkQueue[Key]) -> None:
+        while True:
+            await asyncio.sleep(self.resync_period)
+            for key in self.primary.list_keys():
+                queue.add(key)
+
+    async def _worker(self, queue: WorkQueue[Key]) -> None:
+        while (key := await queue.get()) is not None:
+            try:
+                await self._reconcile(queue, key)
+            finally:
+                queue.done(key)
+
+    async def _reconcile(self, queue: WorkQueue[Key], key: Key) -> None:
+        request = Request(*key)
+        started = time.monotonic()
+        try:
+            result = await self.reconciler.reconcile(request)
+        except Exception as err:
+            metrics.RECONCILE_ERRORS.labels(self.name).inc()
+            outcome = "error"
+            log.error(
+                "reconcile failed: %s",
+                err,
+                exc_info=err,
+                extra={"controller": self.name, "key": str(request)},
+            )
+            queue.add_rate_limited(key)
+        else:
+            if result.requeue_after is not None and result.requeue_after > 0:
+                outcome = "requeue_after"
+                queue.forget(key)
+                queue.add_after(key, result.requeue_after)
+            elif result.requeue:
+                outcome = "requeue"
+                queue.add_rate_limited(key)
+            else:
+                outcome = "success"
+                queue.forget(key)
+        finally:
+            metrics.RECONCILE_TIME.labels(self.name).observe(time.monotonic() - started)
+        metrics.RECONCILE_TOTAL.labels(self.name, outcome).inc()
+
+
+class ControllerBuilder:
+    """`ControllerBuilder(mgr).named(n).for_(Kind).owns(Child, ...).complete(reconciler)`."""
+
+    def __init__(self, manager: Manager) -> None:
+        self._manager = manager
+        self._name: str | None = None
+        self._for: type[lkr.Resource] | None = None
+        self._for_selector: dict[str, str] | None = None
+        self._owns: list[type[lkr.Resource]] = []
+        self._max_concurrent = 1
+        self._resync_period: float | None = None
+
+    def named(self, name: str) -> Self:
+        self._name = name
+        return self
+
+    def for_(self, kind: type[lkr.Resource], label_selector: dict[str, str] | None = None) -> Self:
+        """The primary kind: its own changes enqueue its key."""
+        self._for, self._for_selector = kind, label_selector
+        return self
+
+    def owns(self, *kinds: type[lkr.Resource]) -> Self:
+        """Child kinds, watched with the manager's owned-label selector; changes enqueue the
+        controlling owner. A kind whose API is not served is skipped at start with a warning."""
+        self._owns.extend(kinds)
+        return self
+
+    def with_options(
+        self, *, max_concurrent_reconciles: int | None = None, resync_period: float | None = None
+    ) -> Self:
+        if max_concurrent_reconciles is not None:
+            if max_concurrent_reconciles < 1:
+                raise ValueError("max_concurrent_reconciles must be >= 1")
+            self._max_concurrent = max_concurrent_reconciles
+        self._resync_period = resync_period
+        return self
+
+    def complete(self, reconciler: Reconciler) -> Controller:
+        if self._for is None:
+            raise ValueError("for_() is required")
+        primary = KindInfo.of(self._for)
+        name = self._name or primary.kind.lower()
+        mgr = self._manager
+        store = mgr.watch(self._for, label_selector=self._for_selector, required=True)
+        controller = Controller(
+            name,
+            reconciler,
+            store,
+            max_concurrent_reconciles=self._max_concurrent,
+            resync_period=self._resync_period or mgr.resync_period,
+        )
+
+        def on_primary(change: Change) -> None:
+            for key in object_keys(change):
+                controller.enqueue(key)
+
+        def on_child(change: Change) -> None:
+            for key in owner_keys(change, primary.group, primary.kind, primary.namespaced):
+                controller.enqueue(key)
+
+        mgr.add_handler(self._for, on_primary)
+        for child in self._owns:
+            mgr.watch(child, label_selector=mgr.owned_label_selector)
+            mgr.add_handler(child, on_child)
+        mgr.add_controller(controller)
+        return controller

@@ -1,0 +1,150 @@
+"""List-then-watch informer feeding a Store, like client-go's reflector + shared informer.
+
+It lists (remembering the list's resourceVersion), watches from there with bookmarks, resumes
+from the last seen resourceVersion after connection errors (capped exponential backoff) and,
+when the server answers 410 Gone, relists and delivers the differences against the store as
+ordinary changes — so deletions that happened while no watch was open are not lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Callable, Mapping
+
+import httpx2
+from lightkube import AsyncClient
+from lightkube.core import resource as lkr
+from lightkube.core.exceptions import ApiError
+
+from . import kubeapi
+from .kubeapi import KindInfo, Obj, key_of
+from .store import Change, Store, diff_relist
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[Change], None]
+Transform = Callable[[Obj], Obj]
+
+
+class _Gone(Exception):
+    """The resourceVersion we watch from is no longer available: relist."""
+
+
+class Informer:
+    """Keeps `store` in sync with one kind in one namespace (or all) and notifies handlers."""
+
+    def __init__(
+        self,
+        client: AsyncClient,
+        kind: type[lkr.Resource] | KindInfo,
+        *,
+        namespace: str | None = None,
+        label_selector: Mapping[str, str] | str | None = None,
+        store: Store | None = None,
+        transform: Transform | None = None,
+        initial_backoff: float = 0.2,
+        max_backoff: float = 30.0,
+    ) -> None:
+        self.client = client
+        self.kind = KindInfo.of(kind)
+        self.namespace = namespace if self.kind.namespaced else None
+        self.label_selector = kubeapi.format_selector(label_selector)
+        self.store = store if store is not None else Store()
+        self.has_synced = asyncio.Event()
+        self.relists = 0
+        self._transform = transform
+        self._handlers: list[Handler] = []
+        self._rv: str | None = None
+        self._progressed = False
+        self._initial_backoff = initial_backoff
+        self._max_backoff = max_backoff
+
+    def __repr__(self) -> str:
+        scope = self.namespace or "*"
+        return f"Informer({self.kind.kind}.{self.kind.group or 'core'} in {scope})"
+
+    def add_handler(self, handler: Handler) -> None:
+        """Call `handler` for every change (also for the initial list)."""
+        self._handlers.append(handler)
+
+    async def run(self) -> None:
+        """Run until cancelled; calling it again later resumes from the last resourceVersion."""
+        backoff = self._initial_backoff
+        while True:
+            try:
+                if self._rv is None:
+                    await self._relist()
+                await self._watch()
+                backoff = self._initial_backoff
+            except _Gone:
+                log.info("%r: resourceVersion %s expired, relisting", self, self._rv)
+                self._rv = None
+            except (httpx2.TransportError, httpx2.StreamError, ApiError, ValueError) as err:
+                if isinstance(err, ApiError) and err.status.code == 410:
+                    self._rv = None
+                    continue
+                if self._progressed:
+                    backoff, self._progressed = self._initial_backoff, False
+                log.warning("%r: %s; retrying in %.1fs", self, _describe(err), backoff)
+                await asyncio.sleep(backoff * random.uniform(0.8, 1.2))
+                backoff = min(backoff * 2, self._max_backoff)
+
+    async def _relist(self) -> None:
+        items, rv = await kubeapi.list_all(
+            self.client, self.kind, self.namespace, self.label_selector
+        )
+        listed = [self._prepare(obj) for obj in items]
+        for change in diff_relist(self.store.snapshot(self.namespace), listed):
+            self._deliver(change)
+        self._rv = rv
+        self.relists += 1
+        self.has_synced.set()
+
+    async def _watch(self) -> None:
+        """Follow one watch request until the server ends it (after timeoutSeconds)."""
+        assert self._rv is not None
+        timeout = random.randint(300, 600)
+        async for event in kubeapi.watch(
+            self.client, self.kind, self.namespace, self.label_selector, self._rv, timeout
+        ):
+            self._handle_event(event)
+            self._progressed = True
+
+    def _handle_event(self, event: Obj) -> None:
+        type_, obj = event.get("type"), event.get("object") or {}
+        if type_ == "ERROR":
+            if obj.get("code") == 410:
+                raise _Gone
+            raise ValueError(f"watch error {obj.get('code')}: {obj.get('message')}")
+        rv = obj.get("metadata", {}).get("resourceVersion")
+        if type_ == "BOOKMARK":
+            self._rv = rv or self._rv
+            return
+        obj = self._prepare(obj)
+        old = self.store.get(*key_of(obj))
+        if type_ == "DELETED":
+            self._deliver(Change("DELETED", obj))
+        elif type_ in ("ADDED", "MODIFIED"):
+            self._deliver(Change("ADDED", obj) if old is None else Change("MODIFIED", obj, old))
+        self._rv = rv or self._rv
+
+    def _prepare(self, obj: Obj) -> Obj:
+        obj.setdefault("apiVersion", self.kind.api_version)
+        obj.setdefault("kind", self.kind.kind)
+        return self._transform(obj) if self._transform is not None else obj
+
+    def _deliver(self, change: Change) -> None:
+        self.store.apply(change)
+        for handler in self._handlers:
+            try:
+                handler(change)
+            except Exception:
+                log.exception("%r: event handler failed for %s", self, key_of(change.obj))
+
+
+def _describe(err: Exception) -> str:
+    if isinstance(err, ApiError):
+        return f"API error {err.status.code}: {err.status.message}"
+    return f"{type(err).__name__}: {err}"

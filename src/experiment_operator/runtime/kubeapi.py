@@ -1,0 +1,207 @@
+"""Raw JSON access to the API server through lightkube's connection.
+
+lightkube decodes into typed models and hides list resourceVersions, bookmarks and 410s; the
+runtime needs all three, and keeps objects as plain dicts, so it talks HTTP itself while reusing
+lightkube's configured (authenticated, instrumented) httpx client.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import httpx2
+from lightkube import AsyncClient
+from lightkube.core import resource as lkr
+from lightkube.core.exceptions import ApiError
+from lightkube.core.resource_registry import resource_registry
+from lightkube.models.meta_v1 import Status
+
+Obj = dict[str, Any]
+"""A Kubernetes object as decoded JSON."""
+
+Key = tuple[str, str]
+"""(namespace, name); namespace is "" for cluster-scoped objects."""
+
+APPLY_CONTENT_TYPE = "application/apply-patch+yaml"
+MERGE_PATCH_CONTENT_TYPE = "application/merge-patch+json"
+
+
+@dataclass(frozen=True)
+class KindInfo:
+    """Where a kind lives in the REST API."""
+
+    group: str
+    version: str
+    kind: str
+    plural: str
+    namespaced: bool
+
+    @classmethod
+    def of(cls, res: type[lkr.Resource] | KindInfo) -> KindInfo:
+        """Read the API coordinates of a lightkube resource class (typed or generic)."""
+        if isinstance(res, KindInfo):
+            return res
+        info = lkr.api_info(res)
+        return cls(
+            group=info.resource.group,
+            version=info.resource.version,
+            kind=info.resource.kind,
+            plural=info.plural,
+            namespaced=issubclass(res, lkr.NamespacedResource),
+        )
+
+    @classmethod
+    def for_object(cls, obj: Mapping[str, Any]) -> KindInfo:
+        """Find the kind of a dict object via lightkube's registry (CRDs must be registered)."""
+        return cls.of(resource_registry.load(obj["apiVersion"], obj["kind"]))
+
+    @property
+    def api_version(self) -> str:
+        return f"{self.group}/{self.version}" if self.group else self.version
+
+    def group_path(self) -> str:
+        return f"apis/{self.group}/{self.version}" if self.group else f"api/{self.version}"
+
+    def path(
+        self, namespace: str | None = None, name: str | None = None, subresource: str | None = None
+    ) -> str:
+        """URL path of the collection (all namespaces when namespace is None) or of one object."""
+        parts = [self.group_path()]
+        if self.namespaced and namespace:
+            parts += ["namespaces", namespace]
+        parts.append(self.plural)
+        if name is not None:
+            parts.append(name)
+            if subresource is not None:
+                parts.append(subresource)
+        return "/".join(parts)
+
+
+def key_of(obj: Mapping[str, Any]) -> Key:
+    meta = obj["metadata"]
+    return (meta.get("namespace") or "", meta["name"])
+
+
+def http(client: AsyncClient) -> httpx2.AsyncClient:
+    """The httpx client inside lightkube (base URL, TLS and auth already configured)."""
+    return client._client._client
+
+
+def api_error(response: httpx2.Response) -> ApiError:
+    """Turn an error response into lightkube's ApiError, also when the body is not a Status."""
+    try:
+        return ApiError(request=response.request, response=response)
+    except (ValueError, TypeError):
+        status = Status(code=response.status_code, message=response.text[:200], status="Failure")
+        return ApiError(request=response.request, status=status)
+
+
+async def request(
+    client: AsyncClient,
+    method: str,
+    path: str,
+    *,
+    params: Mapping[str, str] | None = None,
+    body: Any = None,
+    content_type: str = "application/json",
+) -> Obj:
+    """Send one request and return the decoded JSON body; raise ApiError on HTTP errors."""
+    content = None if body is None else json.dumps(body).encode()
+    headers = {"Content-Type": content_type} if content is not None else None
+    response = await http(client).request(
+        method, path, params=dict(params or {}), content=content, headers=headers
+    )
+    if response.status_code >= 400:
+        raise api_error(response)
+    if not response.content:
+        return {}
+    result: Obj = response.json()
+    return result
+
+
+async def get(client: AsyncClient, kind: KindInfo, namespace: str, name: str) -> Obj | None:
+    """GET one object; None when it does not exist."""
+    try:
+        return await request(client, "GET", kind.path(namespace, name))
+    except ApiError as err:
+        if err.status.code == 404:
+            return None
+        raise
+
+
+async def list_all(
+    client: AsyncClient,
+    kind: KindInfo,
+    namespace: str | None,
+    label_selector: str | None,
+    page_size: int = 500,
+) -> tuple[list[Obj], str]:
+    """List every object (following continue tokens); return the items and the list's RV."""
+    params = {"limit": str(page_size)}
+    if label_selector:
+        params["labelSelector"] = label_selector
+    items: list[Obj] = []
+    while True:
+        page = await request(client, "GET", kind.path(namespace), params=params)
+        for item in page.get("items") or []:
+            item.setdefault("apiVersion", kind.api_version)
+            item.setdefault("kind", kind.kind)
+            items.append(item)
+        meta = page.get("metadata") or {}
+        if not meta.get("continue"):
+            return items, str(meta.get("resourceVersion", ""))
+        params["continue"] = meta["continue"]
+
+
+async def watch(
+    client: AsyncClient,
+    kind: KindInfo,
+    namespace: str | None,
+    label_selector: str | None,
+    resource_version: str,
+    timeout_seconds: int,
+) -> AsyncIterator[Obj]:
+    """Stream raw watch events (dicts with type/object) from resource_version, with bookmarks."""
+    params = {
+        "watch": "true",
+        "allowWatchBookmarks": "true",
+        "resourceVersion": resource_version,
+        "timeoutSeconds": str(timeout_seconds),
+    }
+    if label_selector:
+        params["labelSelector"] = label_selector
+    timeout = httpx2.Timeout(10.0, read=timeout_seconds + 30.0)
+    http_client = http(client)
+    req = http_client.build_request("GET", kind.path(namespace), params=params, timeout=timeout)
+    response = await http_client.send(req, stream=True)
+    try:
+        if response.status_code >= 400:
+            await response.aread()
+            raise api_error(response)
+        async for line in response.aiter_lines():
+            if line.strip():
+                event: Obj = json.loads(line)
+                yield event
+    finally:
+        await response.aclose()
+
+
+async def is_served(client: AsyncClient, kind: KindInfo) -> bool:
+    """Whether the API server serves this kind (a CRD may not be installed)."""
+    try:
+        doc = await request(client, "GET", kind.group_path())
+    except ApiError as err:
+        if err.status.code in (404, 503):
+            return False
+        raise
+    return any(r.get("name") == kind.plural for r in doc.get("resources") or [])
+
+
+def format_selector(selector: Mapping[str, str] | str | None) -> str | None:
+    """Render an equality label selector for the labelSelector query parameter."""
+    if selector is None or isinstance(selector, str):
+        return selector or None
+    return ",".join(f"{k}={v}" for k, v in sorted(selector.items())) or None

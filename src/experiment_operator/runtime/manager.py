@@ -1,0 +1,235 @@
+"""The manager: shared caches, controllers, leader election, probes/metrics and signals.
+
+Start order: probe server → caches (informers; every replica keeps warm caches) → wait until
+synced (ready) → campaign for leadership → run the controllers while leading. On SIGTERM/SIGINT
+or `stop()` the controllers stop first, then the Lease is released and the informers end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import socket
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from lightkube import AsyncClient
+from lightkube.core import resource as lkr
+
+from . import kubeapi, metrics
+from .apply import FIELD_MANAGER
+from .controller import Controller
+from .informer import Handler, Informer
+from .kubeapi import KindInfo, Obj
+from .leaderelection import LeaderElector
+from .store import Store
+
+log = logging.getLogger(__name__)
+
+
+class LeadershipLost(RuntimeError):
+    """The Lease could not be renewed: the process should exit and start over."""
+
+
+def keep_own_managed_fields(obj: Obj) -> Obj:
+    """Cache transform: drop other managers' managedFields (memory), keep ours for apply."""
+    meta = obj.get("metadata") or {}
+    fields = meta.get("managedFields")
+    if fields:
+        ours = [f for f in fields if f.get("manager") == FIELD_MANAGER]
+        if ours:
+            meta["managedFields"] = ours
+        else:
+            del meta["managedFields"]
+    return obj
+
+
+@dataclass
+class _Cache:
+    """One kind's store, the informers filling it, and the handlers they notify."""
+
+    kind: KindInfo
+    selector: str | None
+    required: bool
+    store: Store = field(default_factory=Store)
+    handlers: list[Handler] = field(default_factory=list)
+    served: bool | None = None
+
+
+class Manager:
+    """Runs controllers against shared, label-selectable caches, optionally only while leader."""
+
+    def __init__(
+        self,
+        client: AsyncClient,
+        *,
+        namespaces: list[str] | None = None,
+        owned_label_selector: Mapping[str, str] | None = None,
+        leader_election: bool = False,
+        leader_election_namespace: str = "default",
+        leader_election_id: str = "experiment-operator",
+        identity: str | None = None,
+        probe_address: tuple[str, int] | None = None,
+        resync_period: float = 10 * 3600.0,
+        handle_signals: bool = False,
+    ) -> None:
+        self.client = client
+        self.namespaces = namespaces or None
+        self.owned_label_selector = dict(owned_label_selector or {}) or None
+        self.resync_period = resync_period
+        self.identity = identity or f"{socket.gethostname()}_{uuid.uuid4()}"
+        self._leader_election = leader_election
+        self._lease_namespace = leader_election_namespace
+        self._lease_name = leader_election_id
+        self._probe_address = probe_address
+        self._handle_signals = handle_signals
+        self._caches: dict[KindInfo, _Cache] = {}
+        self._controllers: list[Controller] = []
+        self._informers: list[Informer] = []
+        self._informer_tasks: list[asyncio.Task[None]] = []
+        self._synced = asyncio.Event()
+        self._stop = asyncio.Event()
+        self.elector: LeaderElector | None = None
+
+    # --- registration (before run) ---
+
+    def watch(
+        self,
+        kind: type[lkr.Resource],
+        *,
+        label_selector: Mapping[str, str] | None = None,
+        required: bool = False,
+    ) -> Store:
+        """Cache `kind` (once per kind; all users must agree on the label selector)."""
+        info = KindInfo.of(kind)
+        selector = kubeapi.format_selector(label_selector)
+        cache = self._caches.get(info)
+        if cache is None:
+            cache = self._caches[info] = _Cache(info, selector, required)
+        elif cache.selector != selector:
+            raise ValueError(f"{info.kind} is already cached with selector {cache.selector!r}")
+        cache.required = cache.required or required
+        return cache.store
+
+    def add_handler(self, kind: type[lkr.Resource], handler: Handler) -> None:
+        self._cache(kind).handlers.append(handler)
+
+    def add_controller(self, controller: Controller) -> None:
+        self._controllers.append(controller)
+
+    # --- reading (reconcilers) ---
+
+    def cache(self, kind: type[lkr.Resource]) -> Store:
+        """The cached objects of a watched kind (read-only dicts; cheap)."""
+        return self._cache(kind).store
+
+    def is_served(self, kind: type[lkr.Resource]) -> bool:
+        """Whether the API server serves a watched kind (known once caches started)."""
+        return bool(self._cache(kind).served)
+
+    @property
+    def ready(self) -> bool:
+        return self._synced.is_set()
+
+    async def wait_synced(self) -> None:
+        await self._synced.wait()
+
+    @property
+    def is_leader(self) -> bool:
+        return self.elector.is_leader if self.elector is not None else self.ready
+
+    def _cache(self, kind: type[lkr.Resource]) -> _Cache:
+        info = KindInfo.of(kind)
+        try:
+            return self._caches[info]
+        except KeyError:
+            raise KeyError(f"{info.kind} is not watched by this manager") from None
+
+    # --- running ---
+
+    def stop(self) -> None:
+        """Ask `run()` to shut down cleanly (also what SIGTERM/SIGINT do)."""
+        self._stop.set()
+
+    async def run(self) -> None:
+        """Run until `stop()`, a signal or cancellation; raises LeadershipLost if demoted."""
+        metrics.instrument_client(self.client)
+        loop = asyncio.get_running_loop()
+        if self._handle_signals:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, self.stop)
+        probe = None
+        if self._probe_address is not None:
+            probe = metrics.ProbeServer(*self._probe_address, ready=lambda: self.ready)
+            await probe.start()
+        main = asyncio.create_task(self._main())
+        stopping = asyncio.create_task(self._stop.wait())
+        try:
+            await asyncio.wait([main, stopping], return_when=asyncio.FIRST_COMPLETED)
+            if main.done():
+                main.result()
+        finally:
+            for task in (main, stopping):
+                task.cancel()
+            await asyncio.gather(main, stopping, return_exceptions=True)
+            for task in self._informer_tasks:
+                task.cancel()
+            await asyncio.gather(*self._informer_tasks, return_exceptions=True)
+            if probe is not None:
+                await probe.stop()
+            if self._handle_signals:
+                for sig in (signal.SIGTERM, signal.SIGINT):
+                    loop.remove_signal_handler(sig)
+            log.info("manager stopped")
+
+    async def _main(self) -> None:
+        await self._start_caches()
+        if not self._leader_election:
+            await self._run_controllers()
+            return
+        self.elector = LeaderElector(
+            self.client,
+            namespace=self._lease_namespace,
+            name=self._lease_name,
+            identity=self.identity,
+        )
+        await self.elector.run(self._run_controllers)
+        raise LeadershipLost(f"lost the lease {self._lease_namespace}/{self._lease_name}")
+
+    async def _start_caches(self) -> None:
+        for cache in self._caches.values():
+            cache.served = await kubeapi.is_served(self.client, cache.kind)
+            if not cache.served:
+                if cache.required:
+                    raise RuntimeError(f"{cache.kind.kind}.{cache.kind.group} is not served")
+                log.warning(
+                    "API not served, not watching it",
+                    extra={"kind": cache.kind.kind, "apiVersion": cache.kind.api_version},
+                )
+                continue
+            scopes: list[str | None] = [None]
+            if cache.kind.namespaced and self.namespaces:
+                scopes = list(self.namespaces)
+            for namespace in scopes:
+                informer = Informer(
+                    self.client,
+                    cache.kind,
+                    namespace=namespace,
+                    label_selector=cache.selector,
+                    store=cache.store,
+                    transform=keep_own_managed_fields,
+                )
+                for handler in cache.handlers:
+                    informer.add_handler(handler)
+                self._informers.append(informer)
+                self._informer_tasks.append(asyncio.create_task(informer.run()))
+        await asyncio.gather(*(i.has_synced.wait() for i in self._informers))
+        self._synced.set()
+        log.info("caches synced", extra={"informers": len(self._informers)})
+
+    async def _run_controllers(self) -> None:
+        async with asyncio.TaskGroup() as group:
+            for controller in self._controllers:
+                group.create_task(controller.run())
