@@ -1,4 +1,4 @@
-"""Fixtures shared by every test that needs a real API server.
+"""Fixtures shared by every test that needs a real API server (poll with envtest.wait.eventually).
 
 The session starts one local control plane (or uses ``KUBECONFIG`` with
 ``USE_EXISTING_CLUSTER=true``); each test gets a fresh namespace and its own async client.

@@ -22,22 +22,30 @@ if [[ -n "${KUBEBUILDER_ASSETS:-}" ]]; then
   exit 1
 fi
 
-# The cache key covers every pinned version, so changing a pin builds into a new directory.
+# Each module builds into a directory keyed by its own go.mod, so changing one pin rebuilds only
+# that module's binaries; a directory of symlinks, keyed by all pins, gathers them.
+cache="${XDG_CACHE_HOME:-$HOME/.cache}/experiment-operator/controlplane"
+module_dir() { echo "$cache/modules/$1-$(sha256sum < "$here/$1/go.mod" | cut -c1-10)"; }
 key=$(cat "$here"/*/go.mod | sha256sum | cut -c1-10)
-out="${XDG_CACHE_HOME:-$HOME/.cache}/experiment-operator/controlplane/${k8s_version}-${key}"
+out="$cache/${k8s_version}-${key}"
 mkdir -p "$out"
 
 log() { printf '[controlplane] %s\n' "$*" >&2; }
 
 build() { # build <module dir> <output> <go build args...>
   local mod=$1 name=$2; shift 2
-  if [[ -x "$out/$name" ]]; then return; fi
-  log "building $name (cold builds take several minutes on 2 cores; progress below)"
-  local start=$SECONDS
-  (cd "$here/$mod" && CGO_ENABLED=0 go build -v -trimpath -o "$out/$name.tmp" "$@" 2>&1 \
-    | awk '{n++; if (n % 200 == 0) {printf "[controlplane]   %s: %d packages compiled\n", "'"$name"'", n; fflush()}}' >&2)
-  mv "$out/$name.tmp" "$out/$name"
-  log "built $name in $((SECONDS - start))s"
+  local dir; dir=$(module_dir "$mod")
+  if [[ ! -x "$dir/$name" ]]; then
+    mkdir -p "$dir"
+    log "building $name (cold builds take minutes on 2 cores; progress below)"
+    local start=$SECONDS
+    (cd "$here/$mod" && CGO_ENABLED=0 go build -v -trimpath -o "$dir/$name.tmp" "$@" 2>&1 \
+      | awk -v name="$name" '{n++; if (n % 200 == 0) {
+          printf "[controlplane]   %s: %d packages compiled\n", name, n; fflush() }}' >&2)
+    mv "$dir/$name.tmp" "$dir/$name"
+    log "built $name in $((SECONDS - start))s"
+  fi
+  ln -sfn "$dir/$name" "$out/$name"
 }
 
 minor=${k8s_version#v1.}; minor=${minor%%.*}
