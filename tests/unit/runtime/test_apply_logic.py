@@ -1,0 +1,92 @@
+"""Pure parts of the apply helpers: subset comparison, owner checks, merge patches."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from experiment_operator.runtime.apply import (
+    controller_reference,
+    is_controlled_by,
+    is_subset,
+    merge_patch,
+    with_controller_reference,
+)
+
+OWNER: dict[str, Any] = {
+    "apiVersion": "experiment.aiscope/v1alpha2",
+    "kind": "TrackingServer",
+    "metadata": {"name": "ts", "namespace": "ns", "uid": "u-1"},
+}
+
+
+def test_subset_tolerates_server_defaults() -> None:
+    desired = {"spec": {"ports": [{"port": 5000, "name": "server"}], "type": "ClusterIP"}}
+    live = {
+        "metadata": {"resourceVersion": "7"},
+        "spec": {
+            "ports": [{"port": 5000, "name": "server", "protocol": "TCP", "targetPort": 5000}],
+            "type": "ClusterIP",
+            "sessionAffinity": "None",
+        },
+    }
+    assert is_subset(desired, live)
+
+
+@pytest.mark.parametrize(
+    ("desired", "live"),
+    [
+        ({"a": 1}, {"a": 2}),
+        ({"a": 1}, {}),
+        ({"a": {"b": 1}}, {"a": "x"}),
+        ({"l": [1, 2]}, {"l": [1]}),  # lists: same length
+        ({"l": [1]}, {"l": [1, 2]}),  # an element we no longer want must go
+        ({"l": [{"n": 1}, {"n": 2}]}, {"l": [{"n": 2}, {"n": 1}]}),  # element-wise, ordered
+        ({"b": True}, {"b": 1}),
+        ({"s": "1"}, {"s": 1}),
+    ],
+)
+def test_subset_detects_differences(desired: Any, live: Any) -> None:
+    assert not is_subset(desired, live)
+
+
+def test_subset_none_means_unset() -> None:
+    assert is_subset({"a": None, "b": 1}, {"b": 1})
+
+
+def test_controller_reference_and_ownership() -> None:
+    ref = controller_reference(OWNER)
+    assert ref == {
+        "apiVersion": "experiment.aiscope/v1alpha2",
+        "kind": "TrackingServer",
+        "name": "ts",
+        "uid": "u-1",
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+    assert is_controlled_by({"metadata": {"ownerReferences": [ref]}}, "u-1")
+    assert not is_controlled_by({"metadata": {"ownerReferences": [ref]}}, "u-2")
+    not_controller = {**ref, "controller": False}
+    assert not is_controlled_by({"metadata": {"ownerReferences": [not_controller]}}, "u-1")
+    assert not is_controlled_by({"metadata": {}}, "u-1")
+
+
+def test_with_controller_reference_copies_and_does_not_duplicate() -> None:
+    desired: dict[str, Any] = {"metadata": {"name": "c"}}
+    once = with_controller_reference(desired, OWNER)
+    assert desired == {"metadata": {"name": "c"}}, "the caller's dict is not modified"
+    twice = with_controller_reference(once, OWNER)
+    assert twice["metadata"]["ownerReferences"] == [controller_reference(OWNER)]
+
+
+def test_merge_patch() -> None:
+    current = {"ready": False, "url": "http://a", "nested": {"x": 1, "y": 2}, "gone": 1}
+    desired = {"ready": True, "url": "http://a", "nested": {"x": 1, "y": 3}, "conditions": []}
+    assert merge_patch(current, desired) == {
+        "ready": True,
+        "nested": {"y": 3},
+        "gone": None,
+        "conditions": [],
+    }
+    assert merge_patch(desired, desired) == {}
