@@ -1,0 +1,305 @@
+"""TrackingServer v1alpha2: the spec and status models, the single source of the CRD schema.
+
+JSON names and types of the seed's fields are kept exactly (`size`, `s3_endpoint_url`, ...) so
+that resources written for the original Go controller apply unchanged; new fields are camelCase.
+Field docstrings become the CRD descriptions that `kubectl explain` shows. Values that can hold
+credentials are `SecretStr`, so they never appear in a `repr` or a log line.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+
+from experiment_operator.api.conditions import Condition
+
+GROUP = "experiment.aiscope"
+VERSION = "v1alpha2"
+API_VERSION = f"{GROUP}/{VERSION}"
+KIND = "TrackingServer"
+PLURAL = "trackingservers"
+SINGULAR = "trackingserver"
+
+INT32_MAX = 2**31 - 1
+DEFAULT_ACCESS_KEY_ID_KEY = "AWS_ACCESS_KEY_ID"
+DEFAULT_SECRET_ACCESS_KEY_KEY = "AWS_SECRET_ACCESS_KEY"
+
+DNS1123_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+SECRET_KEY_NAME = r"^[-._a-zA-Z0-9]+$"
+NO_WHITESPACE = r"^[^\s]+$"
+WHITESPACE_OR_BACKTICK = r"[\s`]"
+
+
+def _rules(*rules: tuple[str, str]) -> dict[str, Any]:
+    """JSON-schema extra holding CEL rules (rule, message) for the CRD generator."""
+    return {"x-kubernetes-validations": [{"rule": r, "message": m} for r, m in rules]}
+
+
+def _cel_regex(pattern: str) -> str:
+    """A regex as a single-quoted CEL string literal (CEL needs its backslashes escaped)."""
+    return "'" + pattern.replace("\\", "\\\\") + "'"
+
+
+def _set(field: str) -> str:
+    """CEL: the optional string field is present and not empty (the seed's 'unset' is '')."""
+    return f"(has(self.{field}) && self.{field} != '')"
+
+
+def _secret_set(value: SecretStr) -> bool:
+    return value.get_secret_value() != ""
+
+
+class S3CredentialsSecretRef(BaseModel):
+    """Reference to an existing Secret in the TrackingServer's namespace holding S3 credentials."""
+
+    model_config = ConfigDict(use_attribute_docstrings=True, populate_by_name=True)
+
+    name: str = Field(
+        min_length=1,
+        max_length=253,
+        json_schema_extra=_rules(
+            (
+                f"self.matches({_cel_regex(DNS1123_SUBDOMAIN)})",
+                "s3CredentialsSecretRef.name must be a valid Secret name (DNS-1123 subdomain)",
+            )
+        ),
+    )
+    """Name of the Secret. The operator only reads it; it is never modified or deleted."""
+
+    access_key_id_key: str = Field(
+        default=DEFAULT_ACCESS_KEY_ID_KEY,
+        alias="accessKeyIDKey",
+        min_length=1,
+        max_length=253,
+        pattern=SECRET_KEY_NAME,
+    )
+    """Key in the Secret holding the access key ID. Defaults to `AWS_ACCESS_KEY_ID`."""
+
+    secret_access_key_key: str = Field(
+        default=DEFAULT_SECRET_ACCESS_KEY_KEY,
+        alias="secretAccessKeyKey",
+        min_length=1,
+        max_length=253,
+        pattern=SECRET_KEY_NAME,
+    )
+    """Key in the Secret holding the secret access key. Defaults to `AWS_SECRET_ACCESS_KEY`."""
+
+
+VolumeRetentionPolicy = Literal["Delete", "Retain"]
+
+_SPEC_RULES = _rules(
+    (
+        f"{_set('cert')} == {_set('key')}",
+        "cert and key must be set together (both non-empty) or both left empty",
+    ),
+    (
+        f"{_set('aws_access_key')} == {_set('aws_secret_key')}",
+        "aws_access_key and aws_secret_key must be set together (both non-empty) or both empty",
+    ),
+    (
+        f"!has(self.s3CredentialsSecretRef) || "
+        f"!({_set('aws_access_key')} || {_set('aws_secret_key')})",
+        "use either s3CredentialsSecretRef or aws_access_key/aws_secret_key, not both",
+    ),
+)
+
+
+class TrackingServerSpec(BaseModel):
+    """Desired state of an MLflow tracking server."""
+
+    model_config = ConfigDict(
+        use_attribute_docstrings=True,
+        populate_by_name=True,
+        json_schema_extra=_SPEC_RULES,
+    )
+
+    size: int = Field(ge=0, le=INT32_MAX, json_schema_extra={"format": "int32"})
+    """Number of MLflow server replicas (the Deployment's `replicas`); 0 stops the server."""
+
+    image: str = Field(
+        max_length=1024,
+        json_schema_extra=_rules(
+            (
+                f"self.matches({_cel_regex(NO_WHITESPACE)})",
+                "image must be a non-empty container image reference without whitespace",
+            )
+        ),
+    )
+    """Container image of the MLflow server, e.g. `ghcr.io/mlflow/mlflow:v2.19.0`."""
+
+    s3_endpoint_url: str = Field(
+        max_length=2048,
+        json_schema_extra=_rules(
+            (
+                "self == '' || (isURL(self) && url(self).getScheme() in ['http', 'https'])",
+                "s3_endpoint_url must be empty or an http(s) URL",
+            )
+        ),
+    )
+    """S3 endpoint for artifacts (env `MLFLOW_S3_ENDPOINT_URL`); empty uses AWS's default."""
+
+    aws_access_key: SecretStr = Field(default=SecretStr(""), max_length=1024)
+    """S3 access key ID in plain text (prefer `s3CredentialsSecretRef`). The
+    operator copies it into an owned Secret `<name>-s3-credentials`; it is never put in the Pod
+    spec, logs, Events or status. Must be set together with `aws_secret_key`."""
+
+    aws_secret_key: SecretStr = Field(default=SecretStr(""), max_length=1024)
+    """S3 secret access key in plain text (prefer `s3CredentialsSecretRef`),
+    handled like `aws_access_key`. Must be set together with `aws_access_key`."""
+
+    artifact_root: str = Field(max_length=2048)
+    """Default artifact root (env `ARTIFACT_ROOT`), e.g. `s3://mlflow/`."""
+
+    backend_uri: SecretStr = Field(max_length=4096)
+    """Backend store URI (env `BACKEND_URI`), e.g. `sqlite:////mlflow/mlflow.db`; may embed
+    database credentials, so it is never logged."""
+
+    url: str = Field(
+        max_length=2048,
+        json_schema_extra=_rules(
+            (
+                "isURL(self) && url(self).getScheme() in ['http', 'https'] && "
+                "url(self).getHostname() != ''",
+                "url must be an absolute http(s) URL with a host, "
+                "e.g. https://mlflow.example.com/platform",
+            ),
+            (
+                f"!self.matches({_cel_regex(WHITESPACE_OR_BACKTICK)})",
+                "url must not contain whitespace or backticks (they break routing rules)",
+            ),
+        ),
+    )
+    """External URL of the server (env `MLFLOW_TRACKING_URI`). Its host and path configure the
+    routing: a path such as `/platform` is served under that prefix and stripped before the
+    request reaches MLflow; `/static-files` and `/ajax-api` are routed unprefixed."""
+
+    volume_size: str = Field(
+        default="",
+        alias="volumeSize",
+        max_length=64,
+        json_schema_extra=_rules(
+            (
+                "self == '' || (isQuantity(self) && quantity(self).isGreaterThan(quantity('0')))",
+                "volumeSize must be empty or a positive quantity such as 10Gi or 50G",
+            )
+        ),
+    )
+    """Size of a ReadWriteOnce PersistentVolumeClaim mounted at `/mlflow` (e.g. for a SQLite
+    backend). Created only when `storageClassName` is also set; empty means no volume."""
+
+    storage_class_name: str = Field(
+        default="",
+        alias="storageClassName",
+        max_length=253,
+        json_schema_extra=_rules(
+            (
+                f"self == '' || self.matches({_cel_regex(DNS1123_SUBDOMAIN)})",
+                "storageClassName must be empty or a valid StorageClass name (DNS-1123 subdomain)",
+            )
+        ),
+    )
+    """StorageClass of the volume; the volume exists only when this and `volumeSize` are set."""
+
+    cert: str = Field(default="", max_length=65536)
+    """PEM certificate (chain) for HTTPS. With `key`, the operator writes a `kubernetes.io/tls`
+    Secret named after the TrackingServer; routing uses TLS whenever a Secret of that name
+    exists (also one you made, e.g. with cert-manager)."""
+
+    key: SecretStr = Field(default=SecretStr(""), max_length=65536)
+    """PEM private key matching `cert`. Must be set together with `cert`."""
+
+    s3_credentials_secret_ref: S3CredentialsSecretRef | None = Field(
+        default=None, alias="s3CredentialsSecretRef"
+    )
+    """Existing Secret with the S3 credentials, injected as `AWS_ACCESS_KEY_ID` and
+    `AWS_SECRET_ACCESS_KEY` through `secretKeyRef`. Alternative to `aws_access_key` and
+    `aws_secret_key`; not both."""
+
+    volume_retention_policy: VolumeRetentionPolicy = Field(
+        default="Delete", alias="volumeRetentionPolicy"
+    )
+    """What happens to the PersistentVolumeClaim when the volume fields are cleared or the
+    TrackingServer is deleted. `Delete` (default, as the original controller): it is deleted.
+    `Retain`: it is kept and released from the TrackingServer (owner reference removed), so the
+    data survives and a new TrackingServer of the same name can mount it again."""
+
+    @property
+    def volume_enabled(self) -> bool:
+        """Whether a PVC is wanted: both volume fields set (the seed ignored one alone)."""
+        return self.volume_size != "" and self.storage_class_name != ""
+
+    @property
+    def tls_enabled(self) -> bool:
+        """Whether a TLS Secret is wanted from `cert` and `key`."""
+        return self.cert != "" and _secret_set(self.key)
+
+    @property
+    def plaintext_credentials(self) -> bool:
+        """Whether the deprecated plaintext credential fields are in use."""
+        return _secret_set(self.aws_access_key) and _secret_set(self.aws_secret_key)
+
+
+class TrackingServerStatus(BaseModel):
+    """Observed state of the tracking server, written by the operator."""
+
+    model_config = ConfigDict(use_attribute_docstrings=True, populate_by_name=True)
+
+    observed_generation: int | None = Field(
+        default=None, alias="observedGeneration", ge=0, json_schema_extra={"format": "int64"}
+    )
+    """The `.metadata.generation` the status was computed from."""
+
+    conditions: list[Condition] = Field(
+        default_factory=list,
+        max_length=16,
+        json_schema_extra={
+            "x-kubernetes-list-type": "map",
+            "x-kubernetes-list-map-keys": ["type"],
+        },
+    )
+    """Current conditions; `Ready` is True when every child is applied and the Deployment is
+    available."""
+
+    url: str | None = Field(default=None, max_length=2048)
+    """URL the server is served at (from `spec.url`) once routing is in place."""
+
+    replicas: int | None = Field(default=None, ge=0, json_schema_extra={"format": "int32"})
+    """Replicas of the Deployment (from its status)."""
+
+    ready_replicas: int | None = Field(
+        default=None, alias="readyReplicas", ge=0, json_schema_extra={"format": "int32"}
+    )
+    """Ready replicas of the Deployment (from its status)."""
+
+
+class ObjectMeta(BaseModel):
+    """The parts of metadata the builders and the reconciler need."""
+
+    model_config = ConfigDict(populate_by_name=True, extra="ignore")
+
+    name: str
+    namespace: str | None = None
+    uid: str | None = None
+    generation: int | None = None
+    resource_version: str | None = Field(default=None, alias="resourceVersion")
+    deletion_timestamp: str | None = Field(default=None, alias="deletionTimestamp")
+    finalizers: list[str] = Field(default_factory=list)
+
+
+class TrackingServer(BaseModel):
+    """A TrackingServer as the API returns it, parsed for the builders."""
+
+    model_config = ConfigDict(populate_by_name=True, extra="ignore")
+
+    api_version: str = Field(default=API_VERSION, alias="apiVersion")
+    kind: str = KIND
+    metadata: ObjectMeta
+    spec: TrackingServerSpec
+    status: TrackingServerStatus = Field(default_factory=TrackingServerStatus)
+
+    @classmethod
+    def from_api(cls, obj: Mapping[str, Any]) -> TrackingServer:
+        """Parse a dict as returned by the API server (or read from a YAML file)."""
+        return cls.model_validate(obj)

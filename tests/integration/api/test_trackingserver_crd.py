@@ -1,0 +1,219 @@
+"""The generated CRD in a real API server: seed samples apply, kubectl helps, bad input is 422."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from lightkube import ApiError, AsyncClient
+from lightkube.generic_resource import create_namespaced_resource
+
+from experiment_operator.api.trackingserver import GROUP, KIND, PLURAL, VERSION
+from experiment_operator.envtest.cluster import Kubectl
+
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("trackingserver_crd")]
+
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
+SEED_NAMESPACE = "aiscope-devops-platform"
+TrackingServerResource = create_namespaced_resource(GROUP, VERSION, KIND, PLURAL)
+
+
+def blog_sample() -> dict[str, Any]:
+    data: dict[str, Any] = yaml.safe_load((FIXTURES / "seed-blog-sample.yaml").read_text())
+    del data["metadata"]["namespace"]
+    return data
+
+
+async def retry_kubectl(kubectl: Kubectl, *args: str, want: str, seconds: float = 30.0) -> str:
+    """Run kubectl until its output contains ``want`` (discovery and OpenAPI publish lazily)."""
+    deadline = asyncio.get_running_loop().time() + seconds
+    while True:
+        result = kubectl(*args, check=False)
+        if want in result.stdout:
+            return result.stdout
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"kubectl {' '.join(args)}: {result.stdout}{result.stderr}")
+        await asyncio.sleep(0.5)
+
+
+async def test_seed_samples_apply_unchanged(kubectl: Kubectl) -> None:
+    exists = kubectl("get", "namespace", SEED_NAMESPACE, check=False).returncode == 0
+    if not exists:
+        kubectl("create", "namespace", SEED_NAMESPACE)
+    try:
+        blog = kubectl("apply", "-f", str(FIXTURES / "seed-blog-sample.yaml"))
+        assert "trackingserver.experiment.aiscope/trackingserver created" in blog.stdout
+        repo = kubectl("apply", "-f", str(FIXTURES / "seed-repo-sample.yaml"))
+        assert "trackingserver.experiment.aiscope/trackingserver configured" in repo.stdout
+        stored = yaml.safe_load(
+            kubectl(
+                "get", "trackingserver", "trackingserver", "-n", SEED_NAMESPACE, "-o", "yaml"
+            ).stdout
+        )
+        assert stored["spec"]["size"] == 2
+        assert stored["spec"]["volumeSize"] == "50G"
+        assert "volumeRetentionPolicy" not in stored["spec"], "no defaults written into CRs"
+        table = kubectl("get", "trackingservers", "-n", SEED_NAMESPACE).stdout
+        header = table.splitlines()[0].split()
+        assert header == ["NAME", "S3_ENDPOINT_URL", "ARTIFACT_ROOT", "READY", "URL", "AGE"]
+        assert "http://s3.platform.aiscope.io/" in table
+        assert "s3://mlflow/" in table
+    finally:
+        if not exists:
+            kubectl("delete", "namespace", SEED_NAMESPACE, "--wait=false")
+
+
+async def test_kubectl_explain_shows_descriptions(kubectl: Kubectl) -> None:
+    out = await retry_kubectl(
+        kubectl, "explain", "trackingserver.spec.url", want="External URL of the server"
+    )
+    assert "MLFLOW_TRACKING_URI" in out
+    await retry_kubectl(
+        kubectl,
+        *("explain", "trackingserver.spec.volumeRetentionPolicy"),
+        want="owner reference removed",
+    )
+
+
+async def test_category_lists_trackingservers(kubectl: Kubectl, namespace: str) -> None:
+    kubectl("apply", "-n", namespace, "-f", "-", input=yaml.safe_dump(blog_sample()))
+    await retry_kubectl(
+        kubectl,
+        *("get", "aiscope", "-n", namespace, "-o", "name"),
+        want="trackingserver.experiment.aiscope/trackingserver",
+    )
+
+
+@dataclass(frozen=True)
+class Case:
+    """An invalid TrackingServer: the blog sample with ``spec`` overrides (None deletes a key)."""
+
+    id: str
+    spec: dict[str, Any]
+    message: str
+    name: str = "trackingserver"
+    drop_spec: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+CASES = [
+    Case("negative-size", {"size": -1}, "spec.size in body should be greater than or equal to 0"),
+    Case(
+        "size-over-int32",
+        {"size": 2**31},
+        "spec.size in body should be less than or equal to 2147483647",
+    ),
+    Case("size-not-integer", {"size": "one"}, "spec.size in body must be of type integer"),
+    Case("empty-image", {"image": ""}, "image must be a non-empty container image reference"),
+    Case("image-with-space", {"image": "mlflow aiscope"}, "without whitespace"),
+    Case("url-without-scheme", {"url": "mlflow.platform.aiscope.io/platform"}, "url must be an"),
+    Case("url-ftp", {"url": "ftp://mlflow.platform.aiscope.io/"}, "absolute http(s) URL with a"),
+    Case("url-without-host", {"url": "https:///platform"}, "absolute http(s) URL with a host"),
+    Case("url-backtick", {"url": "https://h.example/a`b"}, "must not contain whitespace or back"),
+    Case("missing-url", {"url": None}, "spec.url: Required value"),
+    Case("s3-endpoint-no-scheme", {"s3_endpoint_url": "s3.example"}, "s3_endpoint_url must be"),
+    Case("volume-size-garbage", {"volumeSize": "50 GB"}, "volumeSize must be empty or a positive"),
+    Case("volume-size-negative", {"volumeSize": "-1Gi"}, "volumeSize must be empty or a positive"),
+    Case("volume-size-zero", {"volumeSize": "0"}, "volumeSize must be empty or a positive"),
+    Case(
+        "storage-class-invalid",
+        {"volumeSize": "1Gi", "storageClassName": "Ceph_RBD"},
+        "storageClassName must be empty or a valid StorageClass name",
+    ),
+    Case("cert-without-key", {"key": ""}, "cert and key must be set together"),
+    Case("key-without-cert", {"cert": None}, "cert and key must be set together"),
+    Case(
+        "half-plaintext-pair",
+        {"aws_secret_key": ""},
+        "aws_access_key and aws_secret_key must be set together",
+    ),
+    Case(
+        "both-credential-styles",
+        {"s3CredentialsSecretRef": {"name": "s3"}},
+        "use either s3CredentialsSecretRef or aws_access_key/aws_secret_key, not both",
+    ),
+    Case(
+        "secret-ref-without-name",
+        {"aws_access_key": None, "aws_secret_key": None, "s3CredentialsSecretRef": {}},
+        "spec.s3CredentialsSecretRef.name: Required value",
+    ),
+    Case(
+        "secret-ref-bad-name",
+        {"aws_access_key": None, "aws_secret_key": None, "s3CredentialsSecretRef": {"name": "S3"}},
+        "s3CredentialsSecretRef.name must be a valid Secret name",
+    ),
+    Case(
+        "secret-ref-bad-key",
+        {
+            "aws_access_key": None,
+            "aws_secret_key": None,
+            "s3CredentialsSecretRef": {"name": "s3", "accessKeyIDKey": "access key"},
+        },
+        "spec.s3CredentialsSecretRef.accessKeyIDKey in body should match",
+    ),
+    Case(
+        "unknown-retention-policy",
+        {"volumeRetentionPolicy": "Keep"},
+        'Unsupported value: "Keep": supported values: "Delete", "Retain"',
+    ),
+    Case("cert-too-long", {"cert": "x" * 65537}, "spec.cert: Too long"),
+    Case("name-starts-with-digit", {}, "metadata.name must be a DNS-1035 label", name="1-mlflow"),
+    Case("name-with-dot", {}, "metadata.name must be a DNS-1035 label", name="ml.flow"),
+    Case("name-too-long", {}, "metadata.name must be a DNS-1035 label", name="m" * 64),
+    Case("missing-spec", {}, "spec: Required value", drop_spec=True),
+]
+
+
+def sample_with(case: Case, namespace: str) -> dict[str, Any]:
+    obj = copy.deepcopy(blog_sample())
+    obj["metadata"]["namespace"] = namespace
+    obj["metadata"]["name"] = case.name
+    for key, value in case.spec.items():
+        if value is None:
+            obj["spec"].pop(key, None)
+        else:
+            obj["spec"][key] = value
+    if case.drop_spec:
+        del obj["spec"]
+    return obj
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+async def test_invalid_trackingserver_is_rejected(
+    kube: AsyncClient, namespace: str, case: Case
+) -> None:
+    with pytest.raises(ApiError) as raised:
+        await kube.create(TrackingServerResource.from_dict(sample_with(case, namespace)))
+    assert raised.value.status.code == 422, raised.value.status.message
+    assert case.message in (raised.value.status.message or "")
+
+
+VALID = {
+    "seed-volume-without-class": {"volumeSize": "10Gi", "storageClassName": ""},
+    "secret-reference": {
+        "aws_access_key": None,
+        "aws_secret_key": None,
+        "s3CredentialsSecretRef": {"name": "mlflow-s3"},
+    },
+    "no-credentials-no-tls": {
+        "aws_access_key": "",
+        "aws_secret_key": "",
+        "cert": "",
+        "key": "",
+    },
+    "no-path-zero-size": {"url": "http://mlflow.example.com", "size": 0},
+    "retain": {"volumeRetentionPolicy": "Retain", "volumeSize": "1Gi", "storageClassName": "a.b"},
+}
+
+
+@pytest.mark.parametrize("overrides", list(VALID.values()), ids=list(VALID))
+async def test_valid_variants_are_accepted(
+    kube: AsyncClient, namespace: str, overrides: dict[str, Any]
+) -> None:
+    case = Case("valid", overrides, "")
+    await kube.create(TrackingServerResource.from_dict(sample_with(case, namespace)))
