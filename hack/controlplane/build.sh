@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Build the local control plane (kube-apiserver, kube-controller-manager, kube-scheduler, kubectl,
-# etcd, kwok) from their Go modules into a cache outside the repository, once.
+# etcd, kwok) and helm from their Go modules into a cache outside the repository, once.
 #
 # Usage: hack/controlplane/build.sh            -> prints the directory holding the binaries
 # If KUBEBUILDER_ASSETS names a directory that already holds them, nothing is built (envtest's
@@ -9,7 +9,7 @@ set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 k8s_version=$(awk '$1 == "require" && $2 == "k8s.io/kubernetes" {print $3}' "$here/kubernetes/go.mod")
-binaries=(kube-apiserver kube-controller-manager kube-scheduler kubectl etcd kwok)
+binaries=(kube-apiserver kube-controller-manager kube-scheduler kubectl etcd kwok helm)
 
 has_all() {
   local dir=$1 b
@@ -60,6 +60,14 @@ for cmd in kube-apiserver kube-controller-manager kube-scheduler kubectl; do
 done
 build etcd etcd -ldflags "-s -w" go.etcd.io/etcd/server/v3
 build kwok kwok -ldflags "-s -w" sigs.k8s.io/kwok/cmd/kwok
+# helm as its Makefile stamps it: its version, and the Kubernetes minor `helm template` assumes.
+helm_version=$(awk '$1 == "require" && $2 == "helm.sh/helm/v3" {print $3}' "$here/helm/go.mod")
+helm_k8s_minor=$(awk '$1 == "k8s.io/client-go" {split($2, v, "."); print v[2]}' "$here/helm/go.mod")
+helm_flags="-s -w -X helm.sh/helm/v3/internal/version.version=$helm_version"
+for pkg in helm.sh/helm/v3/pkg/lint/rules helm.sh/helm/v3/pkg/chartutil; do
+  helm_flags+=" -X $pkg.k8sVersionMajor=1 -X $pkg.k8sVersionMinor=$helm_k8s_minor"
+done
+build helm helm -ldflags "$helm_flags" helm.sh/helm/v3/cmd/helm
 
 has_all "$out"
 echo "$out"
