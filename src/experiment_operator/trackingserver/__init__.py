@@ -1,0 +1,1 @@
+"""MLflow tracking server: pure builders of the desired children (and later the reconciler)."""

@@ -1,0 +1,158 @@
+"""One entry point for the reconciler and `render`: every desired child of a TrackingServer.
+
+Also the complete list of children any spec or option could produce, so the reconciler can
+delete owned leftovers (a cleared volume, a changed URL, a switched ingress controller).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, NamedTuple
+
+import yaml
+
+from experiment_operator.api.trackingserver import TrackingServer
+from experiment_operator.trackingserver.labels import (
+    credentials_secret_name,
+    unprefixed_ingress_name,
+)
+from experiment_operator.trackingserver.routing import (
+    TRAEFIK_VERSION,
+    ingress_route,
+    middleware,
+    nginx_ingresses,
+)
+from experiment_operator.trackingserver.secrets import credentials_secret, tls_secret
+from experiment_operator.trackingserver.storage import persistent_volume_claim
+from experiment_operator.trackingserver.workload import deployment, service
+
+
+class IngressController(StrEnum):
+    """Which routing objects to make (the operator's `--ingress-controller`)."""
+
+    TRAEFIK = "traefik"
+    NGINX = "nginx"
+    NONE = "none"
+
+
+TRAEFIK_GROUPS = ("traefik.io", "traefik.containo.us")
+"""Traefik v3's group first, then the seed's legacy group."""
+
+
+@dataclass(frozen=True)
+class ChildOptions:
+    """Operator-wide options that shape the children."""
+
+    ingress_controller: IngressController = IngressController.TRAEFIK
+    traefik_group: str = TRAEFIK_GROUPS[0]
+    """`traefik.io` when the cluster serves it, else `traefik.containo.us` (the seed's)."""
+    nginx_ingress_class: str | None = "nginx"
+    """`spec.ingressClassName` of the nginx Ingresses; None leaves it to the cluster default."""
+
+
+class ChildRef(NamedTuple):
+    """Identity of a child within the CR's namespace."""
+
+    api_version: str
+    kind: str
+    name: str
+
+    @classmethod
+    def of(cls, obj: Mapping[str, Any]) -> ChildRef:
+        return cls(obj["apiVersion"], obj["kind"], obj["metadata"]["name"])
+
+
+def build_children(
+    ts: TrackingServer,
+    options: ChildOptions,
+    *,
+    tls_secret_present: bool,
+    credentials_version: str | None = None,
+) -> list[dict[str, Any]]:
+    """Every desired child, in a sensible apply order (Secrets and PVC before the Deployment).
+
+    `tls_secret_present`: a Secret named after the CR exists or will be applied (ours from
+    cert/key, or the user's); routing then uses TLS. `credentials_version`: resourceVersion of
+    the Secret the S3 credentials come from, to roll pods when it changes.
+    """
+    children = [
+        persistent_volume_claim(ts),
+        tls_secret(ts),
+        credentials_secret(ts),
+        deployment(ts, credentials_version=credentials_version),
+        service(ts),
+    ]
+    match options.ingress_controller:
+        case IngressController.TRAEFIK:
+            group = options.traefik_group
+            children.append(middleware(ts, group=group))
+            children.append(ingress_route(ts, group=group, tls=tls_secret_present))
+        case IngressController.NGINX:
+            children.extend(
+                nginx_ingresses(
+                    ts, ingress_class=options.nginx_ingress_class, tls=tls_secret_present
+                )
+            )
+        case IngressController.NONE:
+            pass
+    return [child for child in children if child is not None]
+
+
+def possible_children(name: str) -> list[ChildRef]:
+    """Every child identity a TrackingServer called `name` could have, under any spec or option.
+
+    The reconciler deletes the ones it owns that are not desired. The Secret named after the CR
+    may be the user's (for TLS): delete it only when the CR owns it.
+    """
+    refs = [
+        ChildRef("v1", "PersistentVolumeClaim", name),
+        ChildRef("v1", "Secret", name),
+        ChildRef("v1", "Secret", credentials_secret_name(name)),
+        ChildRef("apps/v1", "Deployment", name),
+        ChildRef("v1", "Service", name),
+    ]
+    for group in TRAEFIK_GROUPS:
+        refs.append(ChildRef(f"{group}/{TRAEFIK_VERSION}", "Middleware", name))
+        refs.append(ChildRef(f"{group}/{TRAEFIK_VERSION}", "IngressRoute", name))
+    refs.append(ChildRef("networking.k8s.io/v1", "Ingress", name))
+    refs.append(ChildRef("networking.k8s.io/v1", "Ingress", unprefixed_ingress_name(name)))
+    return refs
+
+
+def unwanted_children(name: str, desired: Iterable[Mapping[str, Any]]) -> list[ChildRef]:
+    """Possible children that are not desired: candidates for deleting if owned."""
+    wanted = {ChildRef.of(obj) for obj in desired}
+    return [ref for ref in possible_children(name) if ref not in wanted]
+
+
+REDACTED = "<redacted>"
+
+
+def render(
+    cr_dicts: Iterable[Mapping[str, Any]],
+    options: ChildOptions,
+    *,
+    show_secrets: bool = False,
+) -> str:
+    """The children of each CR as multi-document YAML, without a cluster (`render` command).
+
+    Assumes the TLS Secret exists exactly when the CR carries cert and key. Secret data is
+    redacted unless `show_secrets`, so the output is safe to paste into a review or a CI log.
+    """
+    docs: list[dict[str, Any]] = []
+    for obj in cr_dicts:
+        ts = TrackingServer.from_api(obj)
+        for child in build_children(ts, options, tls_secret_present=ts.spec.tls_enabled):
+            if child["kind"] == "Secret" and not show_secrets:
+                child["data"] = dict.fromkeys(child["data"], REDACTED)
+            docs.append(child)
+    return yaml.dump_all(docs, Dumper=_PlainDumper, sort_keys=False, explicit_start=True)
+
+
+class _PlainDumper(yaml.SafeDumper):
+    """A safe dumper that never writes YAML anchors/aliases, which confuse human readers."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True

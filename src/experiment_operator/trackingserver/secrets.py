@@ -1,0 +1,84 @@
+"""The owned Secrets: the TLS Secret from cert/key and the S3 credentials from the spec."""
+
+from __future__ import annotations
+
+import base64
+from typing import Any, NamedTuple
+
+from experiment_operator.api.trackingserver import (
+    DEFAULT_ACCESS_KEY_ID_KEY,
+    DEFAULT_SECRET_ACCESS_KEY_KEY,
+    TrackingServer,
+)
+from experiment_operator.trackingserver.labels import child_metadata, credentials_secret_name
+
+
+def _b64(value: str) -> str:
+    return base64.b64encode(value.encode()).decode()
+
+
+def tls_secret(ts: TrackingServer) -> dict[str, Any] | None:
+    """The `kubernetes.io/tls` Secret named after the CR, or None unless cert and key are set.
+
+    The bytes are the spec's as written (as the seed); whether they parse is checked separately
+    (`experiment_operator.trackingserver.tls`) so the reconciler can report a precise reason.
+    """
+    if not ts.spec.tls_enabled:
+        return None
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": child_metadata(ts),
+        "type": "kubernetes.io/tls",
+        "data": {
+            "tls.crt": _b64(ts.spec.cert),
+            "tls.key": _b64(ts.spec.key.get_secret_value()),
+        },
+    }
+
+
+def credentials_secret(ts: TrackingServer) -> dict[str, Any] | None:
+    """The owned Opaque Secret `<name>-s3-credentials` when the plaintext spec fields are used.
+
+    The seed put the credentials straight into the Pod's env; moving them into a Secret keeps
+    them out of the Deployment (readable by anyone who may read Deployments).
+    """
+    if not ts.spec.plaintext_credentials:
+        return None
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": child_metadata(ts, credentials_secret_name(ts.metadata.name)),
+        "type": "Opaque",
+        "data": {
+            DEFAULT_ACCESS_KEY_ID_KEY: _b64(ts.spec.aws_access_key.get_secret_value()),
+            DEFAULT_SECRET_ACCESS_KEY_KEY: _b64(ts.spec.aws_secret_key.get_secret_value()),
+        },
+    }
+
+
+class CredentialsSource(NamedTuple):
+    """Where the Pod reads its S3 credentials from."""
+
+    secret_name: str
+    access_key_id_key: str
+    secret_access_key_key: str
+    owned: bool
+    """True for the operator's own Secret, False for the user's referenced one."""
+
+
+def credentials_source(ts: TrackingServer) -> CredentialsSource | None:
+    """The Secret and keys the S3 credentials come from, or None when the spec names none."""
+    ref = ts.spec.s3_credentials_secret_ref
+    if ref is not None:
+        return CredentialsSource(
+            ref.name, ref.access_key_id_key, ref.secret_access_key_key, owned=False
+        )
+    if ts.spec.plaintext_credentials:
+        return CredentialsSource(
+            credentials_secret_name(ts.metadata.name),
+            DEFAULT_ACCESS_KEY_ID_KEY,
+            DEFAULT_SECRET_ACCESS_KEY_KEY,
+            owned=True,
+        )
+    return None

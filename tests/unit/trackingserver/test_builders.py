@@ -1,0 +1,194 @@
+"""Behaviour of the pure builders beyond the golden files."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import yaml
+
+from experiment_operator.api.trackingserver import TrackingServer
+from experiment_operator.trackingserver.children import (
+    ChildOptions,
+    ChildRef,
+    IngressController,
+    build_children,
+    possible_children,
+    render,
+    unwanted_children,
+)
+from experiment_operator.trackingserver.labels import MANAGED_BY, MANAGED_BY_LABEL
+from experiment_operator.trackingserver.routing import nginx_ingresses, parse_url
+from experiment_operator.trackingserver.workload import CREDENTIALS_VERSION_ANNOTATION, deployment
+
+Sample = Callable[..., TrackingServer]
+ALL_OPTIONS = [
+    ChildOptions(),
+    ChildOptions(traefik_group="traefik.containo.us"),
+    ChildOptions(ingress_controller=IngressController.NGINX),
+    ChildOptions(ingress_controller=IngressController.NONE),
+]
+
+
+def by_kind(children: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    return [c for c in children if c["kind"] == kind]
+
+
+def test_every_child_is_named_labelled_and_owned(sample: Sample) -> None:
+    ts = sample("repo")
+    for options in ALL_OPTIONS:
+        for child in build_children(ts, options, tls_secret_present=True):
+            meta = child["metadata"]
+            assert meta["name"].startswith("trackingserver")
+            assert meta["namespace"] == "aiscope-devops-platform"
+            assert meta["labels"][MANAGED_BY_LABEL] == MANAGED_BY
+            assert meta["labels"]["ts_name"] == "trackingserver"
+            [owner] = meta["ownerReferences"]
+            assert owner["controller"] is True
+            assert owner["blockOwnerDeletion"] is True
+            assert owner["uid"] == ts.metadata.uid
+
+
+def test_selectors_are_exactly_the_seeds(sample: Sample) -> None:
+    children = build_children(sample("blog"), ChildOptions(), tls_secret_present=False)
+    seed_labels = {"app": "trackingserver", "ts_name": "trackingserver"}
+    [dep] = by_kind(children, "Deployment")
+    [svc] = by_kind(children, "Service")
+    assert dep["spec"]["selector"] == {"matchLabels": seed_labels}
+    assert svc["spec"]["selector"] == seed_labels
+
+
+def test_strategy_follows_the_volume(sample: Sample) -> None:
+    with_volume = deployment(sample("repo"))
+    assert with_volume["spec"]["strategy"] == {"type": "Recreate"}
+    without = deployment(sample("repo", storageClassName=""))
+    assert without["spec"]["strategy"]["type"] == "RollingUpdate"
+    assert "volumes" not in without["spec"]["template"]["spec"]
+
+
+def test_volume_size_without_class_is_ignored_as_the_seed(sample: Sample) -> None:
+    children = build_children(
+        sample("blog", volumeSize="10Gi"), ChildOptions(), tls_secret_present=False
+    )
+    assert by_kind(children, "PersistentVolumeClaim") == []
+
+
+def test_no_credentials_means_no_aws_env(sample: Sample) -> None:
+    ts = sample("blog", aws_access_key="", aws_secret_key="")
+    env = deployment(ts, credentials_version="12")["spec"]["template"]["spec"]["containers"][0]
+    names = [e["name"] for e in env["env"]]
+    assert names == [
+        "MLFLOW_TRACKING_URI",
+        "MLFLOW_S3_ENDPOINT_URL",
+        "ARTIFACT_ROOT",
+        "BACKEND_URI",
+    ]
+    assert (
+        "annotations"
+        not in deployment(ts, credentials_version="12")["spec"]["template"]["metadata"]
+    )
+
+
+def test_credentials_never_in_the_deployment(sample: Sample) -> None:
+    ts = sample("blog")
+    text = yaml.safe_dump(deployment(ts, credentials_version="7"))
+    assert "mlflow1234" not in text
+    template = deployment(ts, credentials_version="7")["spec"]["template"]
+    assert template["metadata"]["annotations"] == {CREDENTIALS_VERSION_ANNOTATION: "7"}
+
+
+@pytest.mark.parametrize(
+    ("url", "host", "path"),
+    [
+        ("https://mlflow.platform.aiscope.io/platform", "mlflow.platform.aiscope.io", "/platform"),
+        ("https://mlflow.example.com", "mlflow.example.com", ""),
+        ("https://mlflow.example.com/", "mlflow.example.com", ""),
+        ("https://mlflow.example.com:8443/a/b/", "mlflow.example.com", "/a/b"),
+        ("http://MLflow.Example.com/x%20y", "mlflow.example.com", "/x y"),
+    ],
+)
+def test_parse_url(url: str, host: str, path: str) -> None:
+    assert parse_url(url) == (host, path)
+
+
+def test_root_path_gives_one_route_and_no_middleware(sample: Sample) -> None:
+    children = build_children(
+        sample("blog", url="https://mlflow.example.com/"), ChildOptions(), tls_secret_present=True
+    )
+    assert by_kind(children, "Middleware") == []
+    [route] = by_kind(children, "IngressRoute")
+    assert [r["match"] for r in route["spec"]["routes"]] == ["Host(`mlflow.example.com`)"]
+    assert route["spec"]["entryPoints"] == ["websecure", "web"]
+
+
+def test_nginx_regex_escapes_the_prefix(sample: Sample) -> None:
+    ts = sample("blog", url="https://h.example/v1.0/ml")
+    prefixed, _ = nginx_ingresses(ts, ingress_class="nginx", tls=False)
+    path = prefixed["spec"]["rules"][0]["http"]["paths"][0]["path"]
+    assert path == "/v1\\.0/ml(/|$)(.*)"
+    assert "tls" not in prefixed["spec"]
+
+
+def test_possible_children_cover_every_option(sample: Sample) -> None:
+    possible = set(possible_children("trackingserver"))
+    for spec in ({}, {"url": "http://h.example"}):
+        ts = sample("repo", **spec)
+        for options in ALL_OPTIONS:
+            built = build_children(ts, options, tls_secret_present=True)
+            assert {ChildRef.of(c) for c in built} <= possible
+
+
+def test_unwanted_children_after_switching_to_nginx(sample: Sample) -> None:
+    ts = sample("blog")
+    desired = build_children(ts, ALL_OPTIONS[2], tls_secret_present=True)
+    unwanted = unwanted_children("trackingserver", desired)
+    assert ChildRef("traefik.io/v1alpha1", "IngressRoute", "trackingserver") in unwanted
+    assert ChildRef("v1", "PersistentVolumeClaim", "trackingserver") in unwanted
+    assert ChildRef("networking.k8s.io/v1", "Ingress", "trackingserver") not in unwanted
+
+
+def test_render_redacts_secrets_unless_asked(sample: Sample) -> None:
+    cr = sample("blog").model_dump(by_alias=True, mode="json")
+    cr["spec"]["aws_secret_key"] = "mlflow1234"
+    cr["spec"]["aws_access_key"] = "mlflow"
+    cr["spec"]["backend_uri"] = "sqlite:////mlflow/mlflow.db"
+    cr["spec"]["key"] = "-----BEGIN PRIVATE KEY-----\nx\n-----END PRIVATE KEY-----\n"
+    text = render([cr], ChildOptions())
+    docs = list(yaml.safe_load_all(text))
+    assert [d["kind"] for d in docs] == [
+        "Secret",
+        "Secret",
+        "Deployment",
+        "Service",
+        "Middleware",
+        "IngressRoute",
+    ]
+    assert "bWxmbG93MTIzNA==" not in text  # base64 of the seed's secret key
+    assert "&id" not in text
+    shown = render([cr], ChildOptions(), show_secrets=True)
+    assert "bWxmbG93MTIzNA==" in shown
+
+
+def test_render_without_uid_or_namespace_writes_no_owner(sample: Sample) -> None:
+    cr = yaml.safe_load(render_input())
+    [doc, *_] = yaml.safe_load_all(
+        render([cr], ChildOptions(ingress_controller=IngressController.NONE))
+    )
+    assert "ownerReferences" not in doc["metadata"]
+    assert "namespace" not in doc["metadata"]
+
+
+def render_input() -> str:
+    return """
+apiVersion: experiment.aiscope/v1alpha2
+kind: TrackingServer
+metadata: {name: demo}
+spec:
+  size: 1
+  image: ghcr.io/mlflow/mlflow:v2.19.0
+  s3_endpoint_url: ""
+  artifact_root: ./mlruns
+  backend_uri: sqlite:///mlflow.db
+  url: http://mlflow.example.com
+"""
