@@ -1,0 +1,175 @@
+"""Apply helpers against a real API server: no-op applies, foreign objects, deletes, status."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import httpx2
+import pytest
+from lightkube import AsyncClient
+from lightkube.generic_resource import create_namespaced_resource
+
+from experiment_operator.envtest.cluster import Kubectl
+from experiment_operator.runtime import kubeapi
+from experiment_operator.runtime.apply import (
+    FIELD_MANAGER,
+    NotOwnedError,
+    apply_owned,
+    delete_if_owned,
+    update_status,
+)
+from experiment_operator.runtime.kubeapi import KindInfo, Obj
+
+pytestmark = pytest.mark.integration
+
+Widget = create_namespaced_resource("runtime.test.example", "v1", "Widget", "widgets")
+CONFIGMAP = KindInfo("", "v1", "ConfigMap", "configmaps", True)
+
+
+class RecordingClient:
+    """An API client that remembers the method and path of every request it sends."""
+
+    def __init__(self, client: AsyncClient) -> None:
+        self.client = client
+        self.requests: list[tuple[str, str]] = []
+        http = kubeapi.http(client)
+        hooks = http.event_hooks
+        hooks["request"] = [*hooks.get("request", []), self._record]
+        http.event_hooks = hooks
+
+    async def _record(self, request: httpx2.Request) -> None:
+        self.requests.append((request.method, request.url.path))
+
+    def writes(self) -> list[tuple[str, str]]:
+        return [r for r in self.requests if r[0] in ("POST", "PUT", "PATCH", "DELETE")]
+
+
+@pytest.fixture
+async def rec(new_client: Callable[[], AsyncClient]) -> AsyncIterator[RecordingClient]:
+    client = new_client()
+    try:
+        yield RecordingClient(client)
+    finally:
+        await client.close()
+
+
+async def make_owner(kube: AsyncClient, namespace: str, name: str = "owner") -> Obj:
+    body = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}}
+    return await kubeapi.request(kube, "POST", CONFIGMAP.path(namespace), body=body)
+
+
+def child(namespace: str, name: str = "child", value: str = "1") -> Obj:
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": name, "namespace": namespace, "labels": {"app": "rt-test"}},
+        "data": {"value": value},
+    }
+
+
+def kubectl_json(kubectl: Kubectl, *args: str) -> Any:
+    return json.loads(kubectl("get", "-o", "json", "--show-managed-fields", *args).stdout)
+
+
+async def test_apply_unchanged_twice_makes_no_write(
+    kube: AsyncClient, rec: RecordingClient, namespace: str
+) -> None:
+    owner = await make_owner(kube, namespace)
+    created = await apply_owned(rec.client, child(namespace), owner)
+    assert created["metadata"]["ownerReferences"][0]["uid"] == owner["metadata"]["uid"]
+    assert [m["manager"] for m in created["metadata"]["managedFields"]] == [FIELD_MANAGER]
+    rv = created["metadata"]["resourceVersion"]
+
+    rec.requests.clear()
+    again = await apply_owned(rec.client, child(namespace), owner)  # live read from the server
+    assert again["metadata"]["resourceVersion"] == rv
+    assert rec.writes() == []
+    assert [m for m, _ in rec.requests] == ["GET"]
+
+    rec.requests.clear()
+    await apply_owned(rec.client, child(namespace), owner, live=again)  # live from a cache
+    assert rec.requests == [], "nothing changed: not even a read"
+
+    changed = await apply_owned(rec.client, child(namespace, value="2"), owner, live=again)
+    assert changed["data"] == {"value": "2"}
+    assert changed["metadata"]["resourceVersion"] != rv
+    assert [m for m, _ in rec.writes()] == ["PATCH"]
+
+
+async def test_foreign_object_is_left_byte_for_byte_unchanged(
+    kube: AsyncClient, rec: RecordingClient, namespace: str, kubectl: Kubectl
+) -> None:
+    owner = await make_owner(kube, namespace)
+    kubectl("create", "configmap", "child", "-n", namespace, "--from-literal=value=theirs")
+    before = kubectl_json(kubectl, "configmap", "child", "-n", namespace)
+
+    with pytest.raises(NotOwnedError) as raised:
+        await apply_owned(rec.client, child(namespace), owner)
+    assert (raised.value.kind, raised.value.namespace, raised.value.name) == (
+        "ConfigMap",
+        namespace,
+        "child",
+    )
+    assert rec.writes() == []
+    # also when the (stale) cached copy is passed in
+    with pytest.raises(NotOwnedError):
+        await apply_owned(rec.client, child(namespace), owner, live=before)
+    assert rec.writes() == []
+    assert not await delete_if_owned(rec.client, CONFIGMAP, namespace, "child", owner_uid="x")
+    assert rec.writes() == []
+
+    after = kubectl_json(kubectl, "configmap", "child", "-n", namespace)
+    assert after == before
+    assert after["metadata"]["resourceVersion"] == before["metadata"]["resourceVersion"]
+    assert after["metadata"]["managedFields"] == before["metadata"]["managedFields"]
+
+
+async def test_object_controlled_by_another_owner_is_not_taken(
+    kube: AsyncClient, rec: RecordingClient, namespace: str
+) -> None:
+    first = await make_owner(kube, namespace, "first")
+    second = await make_owner(kube, namespace, "second")
+    await apply_owned(rec.client, child(namespace), first)
+    with pytest.raises(NotOwnedError):
+        await apply_owned(rec.client, child(namespace, value="2"), second)
+    live = await kubeapi.get(kube, CONFIGMAP, namespace, "child")
+    assert live is not None
+    assert live["data"] == {"value": "1"}
+
+
+async def test_delete_if_owned(kube: AsyncClient, rec: RecordingClient, namespace: str) -> None:
+    owner = await make_owner(kube, namespace)
+    await apply_owned(rec.client, child(namespace), owner)
+    uid = owner["metadata"]["uid"]
+    assert not await delete_if_owned(rec.client, CONFIGMAP, namespace, "child", owner_uid="other")
+    assert await kubeapi.get(kube, CONFIGMAP, namespace, "child") is not None
+    assert await delete_if_owned(rec.client, CONFIGMAP, namespace, "child", owner_uid=uid)
+    assert await kubeapi.get(kube, CONFIGMAP, namespace, "child") is None
+    assert not await delete_if_owned(rec.client, CONFIGMAP, namespace, "child", owner_uid=uid)
+
+
+async def test_update_status_writes_only_changes(
+    widget_crd: str, kube: AsyncClient, rec: RecordingClient, namespace: str
+) -> None:
+    body = {"apiVersion": "runtime.test.example/v1", "kind": "Widget",
+            "metadata": {"name": "w"}, "spec": {"size": 1}}  # fmt: skip
+    widget = await kubeapi.request(kube, "POST", KindInfo.of(Widget).path(namespace), body=body)
+    status = {"phase": "Ready", "conditions": [{"type": "Ready", "status": "True"}]}
+
+    assert await update_status(rec.client, Widget, widget, status)
+    live = await kubeapi.get(kube, KindInfo.of(Widget), namespace, "w")
+    assert live is not None
+    assert live["status"] == status
+    assert live["spec"] == {"size": 1}
+    assert live["metadata"]["generation"] == widget["metadata"]["generation"]
+
+    rec.requests.clear()
+    assert not await update_status(rec.client, Widget, live, status)
+    assert rec.requests == []
+
+    assert await update_status(rec.client, Widget, live, {"phase": "Failed"})
+    final = await kubeapi.get(kube, KindInfo.of(Widget), namespace, "w")
+    assert final is not None
+    assert final["status"] == {"phase": "Failed"}, "keys no longer wanted are removed"

@@ -1,0 +1,208 @@
+"""A tiny controller (Widget owns ConfigMap) on the manager against a real API server."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import httpx2
+import pytest
+from lightkube import AsyncClient
+from lightkube.generic_resource import create_namespaced_resource
+from lightkube.resources.core_v1 import ConfigMap
+
+from experiment_operator.runtime import kubeapi
+from experiment_operator.runtime.apply import apply_owned, update_status
+from experiment_operator.runtime.controller import ControllerBuilder, Request, Result
+from experiment_operator.runtime.kubeapi import KindInfo, Obj
+from experiment_operator.runtime.manager import Manager
+
+pytestmark = pytest.mark.integration
+
+Widget = create_namespaced_resource("runtime.test.example", "v1", "Widget", "widgets")
+Gadget = create_namespaced_resource("absent.test.example", "v1", "Gadget", "gadgets")
+WIDGET = KindInfo.of(Widget)
+CONFIGMAP = KindInfo.of(ConfigMap)
+MANAGED = {"app.kubernetes.io/managed-by": "runtime-test"}
+
+
+class WidgetReconciler:
+    """Keeps a ConfigMap named after each Widget holding its spec, and reports it in status."""
+
+    def __init__(self, manager: Manager) -> None:
+        self.manager = manager
+        self.calls: list[Request] = []
+
+    async def reconcile(self, request: Request) -> Result:
+        self.calls.append(request)
+        widget = self.manager.cache(Widget).get(request.namespace, request.name)
+        if widget is None:
+            return Result()
+        desired = {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": request.name, "namespace": request.namespace, "labels": MANAGED},
+            "data": {"size": str(widget["spec"]["size"])},
+        }
+        live = self.manager.cache(ConfigMap).get(request.namespace, request.name)
+        await apply_owned(self.manager.client, desired, widget, live)
+        await update_status(self.manager.client, Widget, widget, {"configMap": request.name})
+        return Result()
+
+
+def record_writes(client: AsyncClient) -> list[tuple[str, str]]:
+    """Start recording the write requests (method, path) the client sends."""
+    writes: list[tuple[str, str]] = []
+
+    async def hook(request: httpx2.Request) -> None:
+        if request.method in ("POST", "PUT", "PATCH", "DELETE"):
+            writes.append((request.method, request.url.path))
+
+    http = kubeapi.http(client)
+    hooks = http.event_hooks
+    hooks["request"] = [*hooks.get("request", []), hook]
+    http.event_hooks = hooks
+    return writes
+
+
+@contextlib.asynccontextmanager
+async def running(manager: Manager) -> AsyncIterator[asyncio.Task[None]]:
+    task = asyncio.create_task(manager.run())
+    try:
+        async with asyncio.timeout(60):
+            await manager.wait_synced()
+        yield task
+    finally:
+        manager.stop()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.wait_for(task, 30)
+
+
+async def eventually(check: Callable[[], Any], what: str) -> None:
+    """Wait (generously) until `check()` (sync or async) is truthy."""
+    try:
+        async with asyncio.timeout(60):
+            while True:
+                result = check()
+                if asyncio.iscoroutine(result):
+                    result = await result
+                if result:
+                    return
+                await asyncio.sleep(0.1)
+    except TimeoutError:
+        raise AssertionError(f"not within 60 s: {what}") from None
+
+
+async def create_widget(kube: AsyncClient, namespace: str, name: str, size: int = 1) -> Obj:
+    body = {"apiVersion": WIDGET.api_version, "kind": "Widget",
+            "metadata": {"name": name}, "spec": {"size": size}}  # fmt: skip
+    return await kubeapi.request(kube, "POST", WIDGET.path(namespace), body=body)
+
+
+def widget_manager(
+    client: AsyncClient, namespace: str, **options: Any
+) -> tuple[Manager, WidgetReconciler]:
+    manager = Manager(client, namespaces=[namespace], owned_label_selector=MANAGED, **options)
+    reconciler = WidgetReconciler(manager)
+    builder = ControllerBuilder(manager).named("widget").for_(Widget).owns(ConfigMap, Gadget)
+    builder.with_options(max_concurrent_reconciles=2).complete(reconciler)
+    return manager, reconciler
+
+
+async def child_uid(kube: AsyncClient, namespace: str, name: str) -> str | None:
+    live = await kubeapi.get(kube, CONFIGMAP, namespace, name)
+    return None if live is None else str(live["metadata"]["uid"])
+
+
+@pytest.mark.usefixtures("widget_crd")
+async def test_owns_recreates_a_deleted_child_and_caches_only_managed_objects(
+    new_client: Callable[[], AsyncClient], kube: AsyncClient, namespace: str
+) -> None:
+    client = new_client()
+    manager, reconciler = widget_manager(client, namespace)
+    try:
+        async with running(manager):
+            assert not manager.is_served(Gadget), "an Owns kind without its CRD is skipped"
+            await create_widget(kube, namespace, "w1", size=3)
+            await eventually(lambda: child_uid(kube, namespace, "w1"), "child created")
+            first = await child_uid(kube, namespace, "w1")
+            await kube.delete(ConfigMap, "w1", namespace=namespace)
+
+            async def recreated() -> bool:
+                uid = await child_uid(kube, namespace, "w1")
+                return uid is not None and uid != first
+
+            await eventually(recreated, "deleted child recreated")
+            assert Request(namespace, "w1") in reconciler.calls
+            cached = [o["metadata"]["name"] for o in manager.cache(ConfigMap).list(namespace)]
+            assert "kube-root-ca.crt" not in cached, "child caches are label-selected"
+            widget = manager.cache(Widget).get(namespace, "w1")
+            assert widget is not None
+            assert manager.cache(ConfigMap).by_owner(widget["metadata"]["uid"])
+    finally:
+        await client.close()
+
+
+@pytest.mark.usefixtures("widget_crd")
+async def test_resync_of_a_converged_object_makes_no_writes(
+    new_client: Callable[[], AsyncClient], kube: AsyncClient, namespace: str
+) -> None:
+    client = new_client()
+    writes = record_writes(client)
+    manager, reconciler = widget_manager(client, namespace, resync_period=0.3)
+    try:
+        async with running(manager):
+            await create_widget(kube, namespace, "w2")
+
+            def converged() -> bool:
+                widget = manager.cache(Widget).get(namespace, "w2")
+                child = manager.cache(ConfigMap).get(namespace, "w2")
+                return bool(widget and widget.get("status") and child)
+
+            await eventually(converged, "widget converged")
+            await eventually(lambda: writes, "writes seen")
+            writes.clear()
+            calls = len(reconciler.calls)
+            await eventually(lambda: len(reconciler.calls) >= calls + 3, "resyncs happened")
+            assert writes == [], "reconciling an unchanged object must not write"
+    finally:
+        await client.close()
+
+
+@pytest.mark.usefixtures("widget_crd")
+async def test_only_the_leader_reconciles_and_a_successor_takes_over(
+    new_client: Callable[[], AsyncClient], kube: AsyncClient, namespace: str
+) -> None:
+    clients = [new_client(), new_client()]
+    election = {"leader_election": True, "leader_election_namespace": namespace,
+                "leader_election_id": "widget-test"}  # fmt: skip
+    pairs = [widget_manager(c, namespace, **election) for c in clients]
+    tasks = [asyncio.create_task(m.run()) for m, _ in pairs]
+    try:
+        await create_widget(kube, namespace, "w3")
+        await eventually(lambda: any(r.calls for _, r in pairs), "someone reconciled")
+        await eventually(lambda: any(m.is_leader for m, _ in pairs), "someone leads")
+        leader = next(i for i, (m, _) in enumerate(pairs) if m.is_leader)
+        follower = 1 - leader
+        await create_widget(kube, namespace, "w4")
+        await eventually(
+            lambda: Request(namespace, "w4") in pairs[leader][1].calls, "leader reconciled"
+        )
+        assert pairs[follower][1].calls == [], "the follower never reconciles"
+
+        pairs[leader][0].stop()  # graceful: releases the Lease
+        await asyncio.wait_for(tasks[leader], 30)
+        await eventually(lambda: pairs[follower][0].is_leader, "successor leads")
+        await create_widget(kube, namespace, "w5")
+        await eventually(
+            lambda: Request(namespace, "w5") in pairs[follower][1].calls, "successor reconciled"
+        )
+        assert Request(namespace, "w5") not in pairs[leader][1].calls
+    finally:
+        for manager, _ in pairs:
+            manager.stop()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for client in clients:
+            await client.close()
