@@ -1,0 +1,119 @@
+"""The built children pass the real API server's validation, Traefik's upstream CRDs included."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from experiment_operator.api.trackingserver import TrackingServer
+from experiment_operator.envtest.cluster import Kubectl
+from experiment_operator.trackingserver.children import (
+    ChildOptions,
+    IngressController,
+    build_children,
+)
+from experiment_operator.trackingserver.workload import deployment, strategy_takeover_patch
+
+pytestmark = pytest.mark.integration
+
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
+OPTIONS = {
+    "traefik.io": ChildOptions(),
+    "traefik.containo.us": ChildOptions(traefik_group="traefik.containo.us"),
+    "nginx": ChildOptions(ingress_controller=IngressController.NGINX),
+}
+SPECS: dict[str, dict[str, Any]] = {
+    "blog": {},
+    "repo": {},
+    "no-path-no-tls": {"url": "http://mlflow.example.com", "cert": "", "key": ""},
+}
+
+
+def sample(name: str, namespace: str, spec: dict[str, Any]) -> TrackingServer:
+    file = FIXTURES / f"seed-{'repo' if name == 'repo' else 'blog'}-sample.yaml"
+    obj: dict[str, Any] = yaml.safe_load(file.read_text())
+    obj["metadata"].update(namespace=namespace, uid="fff12ab5-3043-4724-805a-9b5733afb98f")
+    obj["spec"].update(spec)
+    return TrackingServer.from_api(obj)
+
+
+@pytest.mark.parametrize("option", list(OPTIONS))
+@pytest.mark.parametrize("spec", list(SPECS))
+def test_children_pass_server_side_dry_run(
+    kubectl: Kubectl, namespace: str, option: str, spec: str
+) -> None:
+    ts = sample(spec, namespace, SPECS[spec])
+    children = build_children(ts, OPTIONS[option], tls_secret_present=ts.spec.tls_enabled)
+    manifest = yaml.safe_dump_all(children)
+    result = kubectl(
+        *("apply", "--server-side", "--dry-run=server", "--field-manager=test", "-f", "-"),
+        input=manifest,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("serverside-applied") == len(children), result.stdout
+
+
+def test_strategy_switch_applies_in_place(kubectl: Kubectl, namespace: str) -> None:
+    """Owning the rollingUpdate defaults lets server-side apply drop them for Recreate."""
+    without_volume = sample("repo", namespace, {"storageClassName": ""})
+    with_volume = sample("repo", namespace, {})
+    for ts in (without_volume, with_volume, without_volume):
+        [dep] = [
+            c
+            for c in build_children(ts, OPTIONS["nginx"], tls_secret_present=False)
+            if c["kind"] == "Deployment"
+        ]
+        del dep["metadata"]["ownerReferences"]  # the fake owner would be garbage-collected
+        result = kubectl(
+            *("apply", "--server-side", "--field-manager=test", "-f", "-"),
+            input=yaml.safe_dump(dep),
+            check=False,
+        )
+        assert result.returncode == 0, result.stderr
+        stored = yaml.safe_load(
+            kubectl("get", "deployment", "trackingserver", "-n", namespace, "-o", "yaml").stdout
+        )
+        assert stored["spec"]["strategy"]["type"] == dep["spec"]["strategy"]["type"]
+
+
+def test_takeover_of_a_seed_deployment_switches_to_recreate(
+    kubectl: Kubectl, namespace: str
+) -> None:
+    """The seed created Deployments with defaulted RollingUpdate; Recreate needs the patch."""
+    ts = sample("repo", namespace, {})
+    desired = deployment(ts)
+    del desired["metadata"]["ownerReferences"]  # the fake owner would be garbage-collected
+    seed_made = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "trackingserver", "namespace": namespace},
+        "spec": {
+            "replicas": 2,
+            "selector": desired["spec"]["selector"],
+            "template": {
+                "metadata": {"labels": desired["spec"]["selector"]["matchLabels"]},
+                "spec": {"containers": [{"name": "mlflow", "image": "mlflow:aiscope"}]},
+            },
+        },
+    }
+    kubectl("create", "-f", "-", input=yaml.safe_dump(seed_made))
+    live = yaml.safe_load(
+        kubectl("get", "deployment", "trackingserver", "-n", namespace, "-o", "yaml").stdout
+    )
+    patch = strategy_takeover_patch(live, desired)
+    assert patch is not None
+    apply = ("apply", "--server-side", "--force-conflicts", "--field-manager=test", "-f", "-")
+    refused = kubectl(*apply, input=yaml.safe_dump(desired), check=False)
+    assert "may not be specified when strategy `type` is 'Recreate'" in refused.stderr
+    kubectl(
+        *("patch", "deployment", "trackingserver", "-n", namespace, "--type=merge"),
+        "-p",
+        json.dumps(patch),
+    )
+    applied = kubectl(*apply, input=yaml.safe_dump(desired), check=False)
+    assert applied.returncode == 0, applied.stderr
