@@ -1,0 +1,113 @@
+"""Controller workers over a store without a server: retries, requeue_after, resync, stop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
+
+from prometheus_client import REGISTRY
+
+from experiment_operator.runtime.controller import Controller, Request, Result
+from experiment_operator.runtime.store import Change, Store
+
+
+def store_with(*names: str) -> Store:
+    store = Store()
+    for name in names:
+        obj = {"metadata": {"name": name, "namespace": "ns", "uid": name, "resourceVersion": "1"}}
+        store.apply(Change("ADDED", obj))
+    return store
+
+
+class Scripted:
+    """Answers reconciles from a script of results/exceptions, then succeeds."""
+
+    def __init__(self, *script: Result | Exception) -> None:
+        self.script = list(script)
+        self.calls: list[Request] = []
+        self.changed = asyncio.Event()
+
+    async def reconcile(self, request: Request) -> Result:
+        self.calls.append(request)
+        self.changed.set()
+        step = self.script.pop(0) if self.script else Result()
+        if isinstance(step, Exception):
+            raise step
+        return step
+
+    async def wait_until(self, check: Callable[[], bool]) -> None:
+        async with asyncio.timeout(10):
+            while not check():
+                self.changed.clear()
+                await self.changed.wait()
+
+
+@contextlib.asynccontextmanager
+async def running(controller: Controller) -> AsyncIterator[None]:
+    task = asyncio.create_task(controller.run())
+    await asyncio.sleep(0)  # let run() set up its queue
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.wait_for(task, 5)
+
+
+def sample(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+async def test_errors_are_retried_with_backoff_until_success() -> None:
+    rec = Scripted(RuntimeError("boom"), RuntimeError("boom"), RuntimeError("boom"))
+    async with running(Controller("t-retry", rec, store_with("a"))):
+        await rec.wait_until(lambda: len(rec.calls) == 4)
+    assert rec.calls == [Request("ns", "a")] * 4
+    assert sample("controller_runtime_reconcile_errors_total", controller="t-retry") == 3
+    assert sample("controller_runtime_reconcile_total", controller="t-retry", result="error") == 3
+    assert sample("controller_runtime_reconcile_total", controller="t-retry", result="success") == 1
+
+
+async def test_requeue_after_reconciles_again() -> None:
+    rec = Scripted(Result(requeue_after=0.05))
+    async with running(Controller("t-requeue-after", rec, store_with("a"))):
+        await rec.wait_until(lambda: len(rec.calls) == 2)
+    labels = {"controller": "t-requeue-after", "result": "requeue_after"}
+    assert sample("controller_runtime_reconcile_total", **labels) == 1
+
+
+async def test_every_cached_key_is_reconciled_at_start_and_on_resync() -> None:
+    rec = Scripted()
+    controller = Controller("t-resync", rec, store_with("a", "b"), resync_period=0.05)
+    async with running(controller):
+        await rec.wait_until(lambda: rec.calls.count(Request("ns", "b")) >= 3)
+    assert set(rec.calls) == {Request("ns", "a"), Request("ns", "b")}
+
+
+async def test_enqueue_only_while_running() -> None:
+    rec = Scripted()
+    controller = Controller("t-enqueue", rec, Store(), max_concurrent_reconciles=3)
+    controller.enqueue(("ns", "ignored"))  # not running: dropped, the start lists the store
+    async with running(controller):
+        controller.enqueue(("ns", "x"))
+        await rec.wait_until(lambda: Request("ns", "x") in rec.calls)
+    assert Request("ns", "ignored") not in rec.calls
+
+
+async def test_stopping_cancels_an_inflight_reconcile() -> None:
+    started, cancelled = asyncio.Event(), asyncio.Event()
+
+    class Stuck:
+        async def reconcile(self, request: Request) -> Result:
+            started.set()
+            try:
+                await asyncio.sleep(3600)
+            except asyncio.CancelledError:
+                cancelled.set()
+                raise
+            return Result()
+
+    async with running(Controller("t-stuck", Stuck(), store_with("a"))):
+        await asyncio.wait_for(started.wait(), 10)
+    assert cancelled.is_set()
