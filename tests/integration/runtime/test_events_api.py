@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 
 import pytest
@@ -57,6 +58,18 @@ async def test_repeated_warning_is_one_event_with_count(
     assert "FailedSync" in described
     assert "backend unreachable" in described
     assert "x10" in described
+
+
+async def test_concurrent_repeats_still_aggregate(kube: AsyncClient, namespace: str) -> None:
+    subject = await _subject(kube, namespace)
+    assert subject.metadata is not None
+    assert subject.metadata.uid is not None
+    recorder = EventRecorder(kube, "test-controller")
+    await asyncio.gather(
+        *(recorder.event(subject, "Warning", "FailedSync", "same") for _ in range(10))
+    )
+    (event,) = await _events_for(kube, namespace, subject.metadata.uid)
+    assert event.count == 10
 
 
 async def test_deleted_event_is_recreated(kube: AsyncClient, namespace: str) -> None:

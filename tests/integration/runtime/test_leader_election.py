@@ -131,6 +131,20 @@ async def test_one_leader_and_graceful_handover(
     assert (spec.holderIdentity, spec.leaseTransitions) == ("b", 1)
 
 
+async def test_simultaneous_candidates_elect_exactly_one(
+    candidates: Callable[..., Candidate], kube: AsyncClient, namespace: str
+) -> None:
+    group = [candidates(f"c{i}") for i in range(3)]
+    for candidate in group:
+        candidate.start()
+    await eventually(lambda: any(c.leading.is_set() for c in group), 10)
+    await asyncio.sleep(2 * TIMINGS["lease_duration"])
+    leaders = [c for c in group if c.leading.is_set()]
+    assert len(leaders) == 1
+    assert [c.elector.is_leader for c in group].count(True) == 1
+    assert (await _lease(kube, namespace)).holderIdentity == leaders[0].elector.identity
+
+
 async def test_crashed_leader_is_replaced_after_lease_expiry(
     candidates: Callable[..., Candidate], cluster: Cluster, kube: AsyncClient, namespace: str
 ) -> None:

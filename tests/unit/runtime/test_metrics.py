@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import httpx2 as httpx
 import pytest
 
@@ -78,6 +80,21 @@ async def test_readyz_fails_closed_when_check_raises() -> None:
     try:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{server.port}") as http:
             assert (await http.get("/readyz")).status_code == 500
+            assert (await http.get("/healthz")).status_code == 200
+    finally:
+        await server.stop()
+
+
+async def test_probe_server_survives_garbage() -> None:
+    server = ProbeServer("127.0.0.1", 0, ready=lambda: True)
+    await server.start()
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        writer.write(b"nonsense\r\n\r\n")
+        await writer.drain()
+        assert await reader.read() == b""  # closed without an answer
+        writer.close()
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{server.port}") as http:
             assert (await http.get("/healthz")).status_code == 200
     finally:
         await server.stop()
