@@ -4,6 +4,7 @@ delete-if-owned, and a status writer that writes only real changes."""
 from __future__ import annotations
 
 import copy
+import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -60,6 +61,58 @@ def is_subset(desired: Any, live: Any) -> bool:
     return bool(desired == live)
 
 
+def owned_fields_dropped(live: Mapping[str, Any], desired: Mapping[str, Any]) -> bool:
+    """Whether a field we applied before (per our managedFields entry) is missing from
+    `desired` — then an apply is needed to remove it, although `desired` ⊆ `live`."""
+    entries = live.get("metadata", {}).get("managedFields") or []
+    return any(
+        _dropped(entry.get("fieldsV1") or {}, desired)
+        for entry in entries
+        if entry.get("manager") == FIELD_MANAGER and entry.get("operation") == "Apply"
+    )
+
+
+def _dropped(fields: Mapping[str, Any], desired: Any) -> bool:
+    """Walk a fieldsV1 set: f:<field>, k:<list-map key>, v:<set value>, i:<index>, "." (self)."""
+    for token, sub in fields.items():
+        prefix, _, raw = token.partition(":")
+        if prefix == "f":
+            if not isinstance(desired, Mapping) or desired.get(raw) is None:
+                return True
+            child = desired[raw]
+        elif prefix == "k":
+            child = _find_keyed(desired, json.loads(raw))
+            if child is None:
+                return True
+        elif prefix == "v":
+            if not isinstance(desired, list) or json.loads(raw) not in desired:
+                return True
+            continue
+        elif prefix == "i":
+            if not isinstance(desired, list) or int(raw) >= len(desired):
+                return True
+            child = desired[int(raw)]
+        else:
+            continue  # "." names the node itself
+        if sub and _dropped(sub, child):
+            return True
+    return False
+
+
+def _find_keyed(items: Any, key: Mapping[str, Any]) -> Any:
+    """The list element a list-map key names; key fields it omits count as server-defaulted."""
+    if not isinstance(items, list):
+        return None
+    for item in items:
+        if (
+            isinstance(item, Mapping)
+            and any(k in item for k in key)
+            and all(item.get(k, v) == v for k, v in key.items())
+        ):
+            return item
+    return None
+
+
 def with_controller_reference(desired: Mapping[str, Any], owner: Mapping[str, Any]) -> Obj:
     """A copy of `desired` carrying the owner's controller reference."""
     obj = copy.deepcopy(dict(desired))
@@ -77,7 +130,8 @@ async def apply_owned(
     `live` is the cached object, if any; without it the object is read from the server, since a
     foreign object lacks our labels and is never in a label-selected cache. Raises
     NotOwnedError, without writing, if the object exists and `owner` does not control it.
-    Makes no request at all when the live object already matches. Returns the live object.
+    Makes no request at all when the live object already matches (and nothing we applied
+    before has to be removed). Returns the live object.
     """
     kind = KindInfo.for_object(desired)
     body = with_controller_reference(desired, owner)
@@ -91,7 +145,7 @@ async def apply_owned(
     if live is not None:
         if not is_controlled_by(live, owner["metadata"]["uid"]):
             raise NotOwnedError(kind.kind, namespace, meta["name"])
-        if is_subset(body, live):
+        if is_subset(body, live) and not owned_fields_dropped(live, body):
             return live
     return await kubeapi.request(
         client,

@@ -98,6 +98,22 @@ async def test_apply_unchanged_twice_makes_no_write(
     assert [m for m, _ in rec.writes()] == ["PATCH"]
 
 
+async def test_a_field_no_longer_desired_is_removed_then_no_more_writes(
+    kube: AsyncClient, rec: RecordingClient, namespace: str
+) -> None:
+    owner = await make_owner(kube, namespace)
+    both = child(namespace)
+    both["data"]["extra"] = "x"
+    live = await apply_owned(rec.client, both, owner)
+    rec.requests.clear()
+    live = await apply_owned(rec.client, child(namespace), owner, live=live)  # ⊆ live, yet
+    assert live["data"] == {"value": "1"}, "the field we stopped wanting is gone"
+    assert [m for m, _ in rec.writes()] == ["PATCH"]
+    rec.requests.clear()
+    await apply_owned(rec.client, child(namespace), owner, live=live)
+    assert rec.requests == []
+
+
 async def test_foreign_object_is_left_byte_for_byte_unchanged(
     kube: AsyncClient, rec: RecordingClient, namespace: str, kubectl: Kubectl
 ) -> None:

@@ -11,6 +11,7 @@ from experiment_operator.runtime.apply import (
     is_controlled_by,
     is_subset,
     merge_patch,
+    owned_fields_dropped,
     with_controller_reference,
 )
 
@@ -90,3 +91,63 @@ def test_merge_patch() -> None:
         "conditions": [],
     }
     assert merge_patch(desired, desired) == {}
+
+
+FIELDS_V1 = {
+    "f:metadata": {"f:labels": {".": {}, "f:app": {}}},
+    "f:spec": {
+        "f:containers": {
+            'k:{"name":"mlflow"}': {
+                ".": {},
+                "f:image": {},
+                "f:args": {'v:"--serve"': {}},
+                "f:ports": {
+                    'k:{"containerPort":5000,"protocol":"TCP"}': {
+                        ".": {},
+                        "f:containerPort": {},
+                        "f:name": {},
+                    }
+                },
+            }
+        }
+    },
+}
+
+
+def live_with(fields: dict[str, Any], manager: str = "experiment-operator") -> dict[str, Any]:
+    entry = {"manager": manager, "operation": "Apply", "fieldsV1": fields}
+    return {"metadata": {"managedFields": [entry]}}
+
+
+def desired_pod(**overrides: Any) -> dict[str, Any]:
+    container = {
+        "name": "mlflow",
+        "image": "mlflow:2",
+        "args": ["--serve"],
+        "ports": [{"containerPort": 5000, "name": "server"}],  # protocol left to the server
+    }
+    container.update(overrides)
+    return {"metadata": {"labels": {"app": "x"}}, "spec": {"containers": [container]}}
+
+
+def test_no_owned_field_dropped_when_desired_still_has_them() -> None:
+    assert not owned_fields_dropped(live_with(FIELDS_V1), desired_pod())
+
+
+@pytest.mark.parametrize(
+    "desired",
+    [
+        {"spec": desired_pod()["spec"]},  # label removed
+        desired_pod(image=None),  # field removed
+        desired_pod(name="other"),  # list-map element removed
+        desired_pod(args=["--other"]),  # set element removed
+        desired_pod(ports=[]),
+    ],
+)
+def test_dropped_owned_field_needs_an_apply(desired: dict[str, Any]) -> None:
+    assert owned_fields_dropped(live_with(FIELDS_V1), desired)
+
+
+def test_other_managers_fields_do_not_count() -> None:
+    assert not owned_fields_dropped(live_with(FIELDS_V1, manager="kubectl"), {})
+    assert not owned_fields_dropped({"metadata": {}}, {})
