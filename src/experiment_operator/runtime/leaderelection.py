@@ -90,16 +90,15 @@ class LeaderElector:
         await self._acquire()
         task = asyncio.ensure_future(lead())
         self._set_leading(True)
-        released = False
+        lost = False
         try:
             lost = await self._renew_while(task)
-            released = lost
         finally:
             self._set_leading(False)
             if not task.done():
                 task.cancel()
             await asyncio.wait([task])
-            if not released:
+            if not lost:
                 await self._release()
         if not task.cancelled() and (exc := task.exception()) is not None:
             raise exc
@@ -215,9 +214,13 @@ class LeaderElector:
         self._observe(updated)
 
     def _observe(self, lease: Lease) -> None:
-        if self._lease is None or _record(lease) != _record(self._lease):
+        previous, self._lease = self._lease, lease
+        if previous is None or _record(lease) != _record(previous):
             self._observed_at = asyncio.get_running_loop().time()
-        self._lease = lease
+            holder = _record(lease).get("holderIdentity")
+            before = _record(previous).get("holderIdentity") if previous else None
+            if holder and holder != before:
+                log.info("observed leader", extra={**self._log_fields(), "leader": holder})
 
     def _held_by_other(self) -> bool:
         holder = self._lease.spec.holderIdentity if self._lease and self._lease.spec else None
