@@ -8,13 +8,17 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
 
 import pytest
 from lightkube import AsyncClient, KubeConfig
 from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.resources.core_v1 import Namespace
 
+from experiment_operator.api.crd import CRD_NAME, FILE_NAME
 from experiment_operator.envtest.cluster import Cluster, Kubectl, cluster_for_tests
+
+CRD_FILE = Path(__file__).resolve().parents[1] / "config" / "crd" / "bases" / FILE_NAME
 
 
 @pytest.fixture(scope="session")
@@ -54,6 +58,17 @@ async def namespace(kube: AsyncClient) -> AsyncIterator[str]:
 @pytest.fixture(scope="session")
 def kubectl(cluster: Cluster) -> Kubectl:
     return cluster.kubectl
+
+
+@pytest.fixture(scope="session")
+def trackingserver_crd(kubectl: Kubectl) -> str:
+    """Apply the committed TrackingServer CRD (idempotent) and wait until it is established."""
+    applied = kubectl(
+        "apply", "--server-side", "--force-conflicts", "-f", str(CRD_FILE), check=False
+    )
+    assert applied.returncode == 0, applied.stderr
+    kubectl("wait", "--for=condition=Established", "--timeout=60s", f"crd/{CRD_NAME}")
+    return CRD_NAME
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
