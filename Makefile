@@ -25,11 +25,11 @@ venv: $(BIN)/experiment-operator ## Create the virtual environment
 controlplane: ## Build (once) the control-plane binaries from their Go modules
 	@bash hack/controlplane/build.sh >/dev/null
 
-manifests: venv ## Regenerate config/ (CRDs, RBAC, ...) from the Python sources
-	$(BIN)/python -m experiment_operator.api.crd config/crd/bases
+manifests: venv ## Regenerate every generated file (CRD, RBAC, config/, chart CRDs, reference docs)
+	$(BIN)/python -m experiment_operator.manifests write
 
 check-manifests: venv ## Fail when a generated file is stale
-	$(BIN)/python -m experiment_operator.api.crd --check config/crd/bases
+	$(BIN)/python -m experiment_operator.manifests check
 
 lint: venv ## ruff (lint + format check)
 	$(BIN)/ruff check src tests
