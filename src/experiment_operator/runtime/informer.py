@@ -13,7 +13,6 @@ import logging
 import random
 from collections.abc import Callable, Mapping
 
-import httpx2
 from lightkube import AsyncClient
 from lightkube.core import resource as lkr
 from lightkube.core.exceptions import ApiError
@@ -70,26 +69,36 @@ class Informer:
         self._handlers.append(handler)
 
     async def run(self) -> None:
-        """Run until cancelled; calling it again later resumes from the last resourceVersion."""
+        """Run until cancelled; calling it again later resumes from the last resourceVersion.
+
+        Never gives up: any failure is logged and retried with backoff, which resets whenever a
+        list or a watch event got through."""
         backoff = self._initial_backoff
         while True:
+            error: Exception | None = None
             try:
                 if self._rv is None:
                     await self._relist()
                 await self._watch()
-                backoff = self._initial_backoff
             except _Gone:
                 log.info("%r: resourceVersion %s expired, relisting", self, self._rv)
                 self._rv = None
-            except (httpx2.TransportError, httpx2.StreamError, ApiError, ValueError) as err:
-                if isinstance(err, ApiError) and err.status.code == 410:
+                continue
+            except ApiError as err:
+                if err.status.code == 410:
                     self._rv = None
                     continue
-                if self._progressed:
-                    backoff, self._progressed = self._initial_backoff, False
-                log.warning("%r: %s; retrying in %.1fs", self, _describe(err), backoff)
-                await asyncio.sleep(backoff * random.uniform(0.8, 1.2))
-                backoff = min(backoff * 2, self._max_backoff)
+                error = err
+            except Exception as err:  # transport errors, bad JSON, anything: keep the cache alive
+                error = err
+            if self._progressed:
+                backoff, self._progressed = self._initial_backoff, False
+                if error is None:
+                    continue  # the server ended a healthy watch: resume at once
+            if error is not None:
+                log.warning("%r: %s; retrying in %.1fs", self, _describe(error), backoff)
+            await asyncio.sleep(backoff * random.uniform(0.8, 1.2))
+            backoff = min(backoff * 2, self._max_backoff)
 
     async def _relist(self) -> None:
         items, rv = await kubeapi.list_all(
@@ -99,6 +108,7 @@ class Informer:
         for change in diff_relist(self.store.snapshot(self.namespace), listed):
             self._deliver(change)
         self._rv = rv
+        self._progressed = True
         self.relists += 1
         self.has_synced.set()
 
