@@ -59,7 +59,11 @@ class _Cache:
 
 
 class Manager:
-    """Runs controllers against shared, label-selectable caches, optionally only while leader."""
+    """Runs controllers against shared, label-selectable caches, optionally only while leader.
+
+    `lease_timings` are (lease_duration, renew_deadline, retry_period) in seconds, client-go's
+    defaults; `probe_address` (host, port) serves /healthz, /readyz and /metrics (port 0 picks
+    a free port, see `probe.port`)."""
 
     def __init__(
         self,
@@ -71,6 +75,7 @@ class Manager:
         leader_election_namespace: str = "default",
         leader_election_id: str = "experiment-operator",
         identity: str | None = None,
+        lease_timings: tuple[float, float, float] = (15.0, 10.0, 2.0),
         probe_address: tuple[str, int] | None = None,
         resync_period: float = 10 * 3600.0,
         handle_signals: bool = False,
@@ -83,6 +88,7 @@ class Manager:
         self._leader_election = leader_election
         self._lease_namespace = leader_election_namespace
         self._lease_name = leader_election_id
+        self._lease_timings = lease_timings
         self._probe_address = probe_address
         self._handle_signals = handle_signals
         self._caches: dict[KindInfo, _Cache] = {}
@@ -92,6 +98,7 @@ class Manager:
         self._synced = asyncio.Event()
         self._stop = asyncio.Event()
         self.elector: LeaderElector | None = None
+        self.probe: metrics.ProbeServer | None = None
 
     # --- registration (before run) ---
 
@@ -160,10 +167,9 @@ class Manager:
         if self._handle_signals:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, self.stop)
-        probe = None
         if self._probe_address is not None:
-            probe = metrics.ProbeServer(*self._probe_address, ready=lambda: self.ready)
-            await probe.start()
+            self.probe = metrics.ProbeServer(*self._probe_address, ready=lambda: self.ready)
+            await self.probe.start()
         main = asyncio.create_task(self._main())
         stopping = asyncio.create_task(self._stop.wait())
         try:
@@ -177,8 +183,8 @@ class Manager:
             for task in self._informer_tasks:
                 task.cancel()
             await asyncio.gather(*self._informer_tasks, return_exceptions=True)
-            if probe is not None:
-                await probe.stop()
+            if self.probe is not None:
+                await self.probe.stop()
             if self._handle_signals:
                 for sig in (signal.SIGTERM, signal.SIGINT):
                     loop.remove_signal_handler(sig)
@@ -194,6 +200,9 @@ class Manager:
             namespace=self._lease_namespace,
             name=self._lease_name,
             identity=self.identity,
+            lease_duration=self._lease_timings[0],
+            renew_deadline=self._lease_timings[1],
+            retry_period=self._lease_timings[2],
         )
         await self.elector.run(self._run_controllers)
         raise LeadershipLost(f"lost the lease {self._lease_namespace}/{self._lease_name}")

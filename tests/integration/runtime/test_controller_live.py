@@ -206,3 +206,28 @@ async def test_only_the_leader_reconciles_and_a_successor_takes_over(
         await asyncio.gather(*tasks, return_exceptions=True)
         for client in clients:
             await client.close()
+
+
+@pytest.mark.usefixtures("widget_crd")
+async def test_probes_and_metrics_of_a_running_manager(
+    new_client: Callable[[], AsyncClient], kube: AsyncClient, namespace: str
+) -> None:
+    client = new_client()
+    manager, reconciler = widget_manager(client, namespace, probe_address=("127.0.0.1", 0))
+    try:
+        async with running(manager):
+            assert manager.probe is not None
+            base = f"http://127.0.0.1:{manager.probe.port}"
+            await create_widget(kube, namespace, "w6")
+            await eventually(lambda: Request(namespace, "w6") in reconciler.calls, "reconciled")
+            async with httpx2.AsyncClient(base_url=base) as http:
+                assert (await http.get("/healthz")).status_code == 200
+                assert (await http.get("/readyz")).status_code == 200, "caches synced"
+                text = (await http.get("/metrics")).text
+            assert (
+                'controller_runtime_reconcile_total{controller="widget",result="success"}' in text
+            )
+            assert 'workqueue_adds_total{name="widget"}' in text
+            assert 'rest_client_requests_total{code="200",verb="watch"}' in text
+    finally:
+        await client.close()
