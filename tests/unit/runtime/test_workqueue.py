@@ -63,6 +63,7 @@ async def test_workers_never_process_one_key_concurrently() -> None:
     active: set[str] = set()
     overlaps: list[str] = []
     runs: dict[str, int] = {}
+    progress = asyncio.Event()
 
     async def worker() -> None:
         while (key := await q.get()) is not None:
@@ -73,6 +74,7 @@ async def test_workers_never_process_one_key_concurrently() -> None:
             await asyncio.sleep(0.002)
             active.discard(key)
             q.done(key)
+            progress.set()
 
     workers = [asyncio.create_task(worker()) for _ in range(4)]
     for i in range(200):
@@ -80,7 +82,8 @@ async def test_workers_never_process_one_key_concurrently() -> None:
         await asyncio.sleep(0)
     async with asyncio.timeout(10):
         while len(q) or active:
-            await asyncio.sleep(0.01)
+            progress.clear()
+            await progress.wait()
     q.shutdown()
     await asyncio.gather(*workers)
     assert overlaps == []
