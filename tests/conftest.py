@@ -17,6 +17,7 @@ from lightkube.resources.core_v1 import Namespace
 
 from experiment_operator.api.crd import CRD_NAME, FILE_NAME
 from experiment_operator.envtest.cluster import Cluster, Kubectl, cluster_for_tests
+from experiment_operator.envtest.serviceaccount import OperatorAccount, operator_account
 
 CRD_FILE = Path(__file__).resolve().parents[1] / "config" / "crd" / "bases" / FILE_NAME
 
@@ -69,6 +70,16 @@ def trackingserver_crd(kubectl: Kubectl) -> str:
     assert applied.returncode == 0, applied.stderr
     kubectl("wait", "--for=condition=Established", "--timeout=60s", f"crd/{CRD_NAME}")
     return CRD_NAME
+
+
+@pytest.fixture
+async def operator_sa(
+    kube: AsyncClient, cluster: Cluster, namespace: str, tmp_path: Path
+) -> AsyncIterator[OperatorAccount]:
+    """The operator's ServiceAccount in the test's namespace with the generated cluster-wide RBAC;
+    run the operator with ``operator_sa.kubeconfig`` so a missing permission fails the test."""
+    async with operator_account(kube, cluster.kubeconfig, namespace, tmp_path) as account:
+        yield account
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
