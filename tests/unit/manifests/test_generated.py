@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from importlib.metadata import version
+
+import yaml
+
 from experiment_operator import rbac
 from experiment_operator.envtest.binaries import REPO_ROOT
 from experiment_operator.manifests import generated_files, install, render_install, stale_files
@@ -74,3 +78,9 @@ def test_restricted_pod_security_settings() -> None:
     assert container["allowPrivilegeEscalation"] is False
     assert container["readOnlyRootFilesystem"] is True
     assert container["capabilities"] == {"drop": ["ALL"]}
+
+
+def test_chart_and_image_versions_follow_the_package() -> None:
+    chart = yaml.safe_load((REPO_ROOT / "charts/experiment-operator/Chart.yaml").read_text())
+    assert chart["appVersion"] == version("experiment-operator")
+    assert install.image() == f"experiment-operator:{chart['appVersion']}"

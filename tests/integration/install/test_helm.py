@@ -1,0 +1,134 @@
+"""The Helm chart lints, renders to objects the API server accepts, and installs."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+import yaml
+
+from experiment_operator.envtest.binaries import REPO_ROOT, find_binaries
+from experiment_operator.envtest.cluster import Cluster, Kubectl
+from experiment_operator.rbac import rules
+
+CHART = str(REPO_ROOT / "charts" / "experiment-operator")
+Helm = Callable[..., subprocess.CompletedProcess[str]]
+
+
+@pytest.fixture(scope="module")
+def helm(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Helm:
+    """Run the helm built by hack/controlplane/build.sh, with its state in a temp dir."""
+    binary = find_binaries() / "helm"
+    home = tmp_path_factory.mktemp("helm")
+    env = {**cluster.env, **{f"HELM_{d}_HOME": str(home / d) for d in ("CACHE", "CONFIG", "DATA")}}
+
+    def run(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(
+            [str(binary), *args], env=env, capture_output=True, text=True, check=False
+        )
+        if check:
+            assert result.returncode == 0, result.stdout + result.stderr
+        return result
+
+    return run
+
+
+def _objects(text: str) -> list[dict[str, Any]]:
+    return [doc for doc in yaml.safe_load_all(text) if doc]
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        [],
+        ["--set", "watchNamespaces={team-a,team-b}", "--set", "ingressController=nginx"],
+        ["--set", "metrics.serviceMonitor.enabled=true", "--set", "replicaCount=1"],
+        ["--set", "leaderElection.enabled=false", "--set", "replicaCount=1"],
+    ],
+)
+def test_lint(helm: Helm, values: list[str]) -> None:
+    helm("lint", "--strict", CHART, *values)
+
+
+def test_values_are_validated(helm: Helm) -> None:
+    bad = helm("template", "x", CHART, "--set", "ingressController=haproxy", check=False)
+    assert bad.returncode != 0
+    assert "ingressController" in bad.stderr
+    fight = helm("template", "x", CHART, "--set", "leaderElection.enabled=false", check=False)
+    assert "needs leaderElection.enabled" in fight.stderr
+
+
+def test_template_cluster_wide(helm: Helm, kubectl: Kubectl, namespace: str) -> None:
+    out = helm("template", "rel", CHART, "-n", namespace, "--include-crds").stdout
+    objects = _objects(out)
+    kinds = sorted(o["kind"] for o in objects)
+    assert kinds == sorted([
+        "CustomResourceDefinition", "ServiceAccount", "ClusterRole", "ClusterRoleBinding",
+        "Role", "RoleBinding", "Deployment", "Service", "PodDisruptionBudget",
+    ])  # fmt: skip
+    role = next(o for o in objects if o["kind"] == "ClusterRole")
+    assert role["rules"] == rules()
+    env = {
+        e["name"]: e.get("value")
+        for e in next(o for o in objects if o["kind"] == "Deployment")["spec"]["template"]["spec"][
+            "containers"
+        ][0]["env"]
+    }
+    assert env["EXPERIMENT_OPERATOR_INGRESS_CONTROLLER"] == "traefik"
+    assert env["EXPERIMENT_OPERATOR_LEADER_ELECT"] == "true"
+    assert "EXPERIMENT_OPERATOR_NAMESPACE" not in env
+    dry = kubectl("apply", "--dry-run=server", "-f", "-", input=out, check=False)
+    assert dry.returncode == 0, dry.stderr
+
+
+def test_template_namespaced(helm: Helm, kubectl: Kubectl, namespace: str) -> None:
+    out = helm(
+        "template", "rel", CHART, "-n", namespace, "--set", f"watchNamespaces={{{namespace}}}"
+    ).stdout
+    objects = _objects(out)
+    assert not [o for o in objects if o["kind"].startswith("Cluster")]
+    roles = [o for o in objects if o["kind"] == "Role" and o["rules"] == rules()]
+    assert [r["metadata"]["namespace"] for r in roles] == [namespace]
+    dry = kubectl("apply", "--dry-run=server", "-f", "-", input=out, check=False)
+    assert dry.returncode == 0, dry.stderr
+
+
+@pytest.fixture
+def restricted_namespace(kubectl: Kubectl, namespace: str) -> str:
+    """The test namespace, enforcing the restricted Pod Security Standard."""
+    kubectl("label", "namespace", namespace, "pod-security.kubernetes.io/enforce=restricted")
+    return namespace
+
+
+@pytest.fixture
+def release(helm: Helm, restricted_namespace: str) -> Iterator[str]:
+    yield "ops"
+    helm("uninstall", "ops", "-n", restricted_namespace, "--wait", check=False)
+
+
+def test_install(
+    cluster: Cluster, helm: Helm, kubectl: Kubectl, restricted_namespace: str, release: str
+) -> None:
+    if cluster.existing:
+        pytest.skip("a real install would start the operator image in a shared cluster")
+    ns = restricted_namespace
+    # --wait: both replicas' Pods were admitted under `restricted` and became Ready (kwok).
+    helm("install", release, CHART, "-n", ns, "--wait", "--timeout", "120s")
+    name = f"{release}-experiment-operator"
+    deployment = yaml.safe_load(kubectl("get", "deploy", name, "-n", ns, "-o", "yaml").stdout)
+    assert deployment["status"]["availableReplicas"] == 2
+    kubectl("get", "crd", "trackingservers.experiment.aiscope")
+    kubectl("get", "pdb", name, "-n", ns)
+    account = f"system:serviceaccount:{ns}:{name}"
+
+    def can(*args: str) -> str:
+        return kubectl("auth", "can-i", f"--as={account}", *args, check=False).stdout.strip()
+
+    assert can("watch", "trackingservers.experiment.aiscope", "-A") == "yes"
+    assert can("create", "leases.coordination.k8s.io", "-n", ns) == "yes"
+    assert can("create", "leases.coordination.k8s.io", "-n", "default") == "no"
+    assert can("get", "configmaps", "-n", ns) == "no"
+    status = helm("status", release, "-n", ns).stdout
+    assert "STATUS: deployed" in status
