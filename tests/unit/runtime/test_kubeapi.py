@@ -1,0 +1,39 @@
+"""REST paths, selectors and error decoding of the raw API helpers."""
+
+from __future__ import annotations
+
+import httpx2
+from lightkube.generic_resource import create_global_resource, create_namespaced_resource
+from lightkube.resources.apps_v1 import Deployment
+from lightkube.resources.core_v1 import Namespace
+
+from experiment_operator.runtime.kubeapi import KindInfo, api_error, format_selector
+
+
+def test_paths_for_core_grouped_generic_and_cluster_scoped_kinds() -> None:
+    deployment = KindInfo.of(Deployment)
+    assert deployment.api_version == "apps/v1"
+    assert deployment.path() == "apis/apps/v1/deployments"
+    assert deployment.path("ns", "d") == "apis/apps/v1/namespaces/ns/deployments/d"
+    widget = KindInfo.of(create_namespaced_resource("t.example", "v1", "Thing", "things"))
+    assert widget.path("ns", "w", "status") == "apis/t.example/v1/namespaces/ns/things/w/status"
+    cluster = KindInfo.of(create_global_resource("t.example", "v1", "Big", "bigs"))
+    assert not cluster.namespaced
+    assert cluster.path("ignored", "b") == "apis/t.example/v1/bigs/b"
+    assert KindInfo.of(Namespace).path(None, "n") == "api/v1/namespaces/n"
+    assert KindInfo.for_object({"apiVersion": "apps/v1", "kind": "Deployment"}) == deployment
+
+
+def test_format_selector() -> None:
+    assert format_selector({"b": "2", "a": "1"}) == "a=1,b=2"
+    assert format_selector("x in (1)") == "x in (1)"
+    assert format_selector({}) is None
+    assert format_selector(None) is None
+
+
+def test_api_error_from_status_and_from_plain_text() -> None:
+    request = httpx2.Request("GET", "https://api/x")
+    status = {"kind": "Status", "code": 410, "message": "too old", "status": "Failure"}
+    assert api_error(httpx2.Response(410, json=status, request=request)).status.code == 410
+    plain = api_error(httpx2.Response(503, text="unavailable", request=request))
+    assert (plain.status.code, plain.status.message) == (503, "unavailable")
