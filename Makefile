@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 LOCAL := .local
 export PYTHONUNBUFFERED := 1
 
-.PHONY: help venv controlplane manifests check-manifests lint typecheck unit integration test \
+.PHONY: help venv controlplane manifests check-manifests image lint typecheck unit integration test \
         demo cluster-up cluster-down clean
 
 help: ## Show the targets
@@ -30,6 +30,9 @@ manifests: venv ## Regenerate every generated file (CRD, RBAC, config/, chart CR
 
 check-manifests: venv ## Fail when a generated file is stale
 	$(BIN)/python -m experiment_operator.manifests check
+
+image: ## Build the container image with buildah (no Docker daemon; see docs/image.md)
+	@bash hack/image/build.sh
 
 lint: venv ## ruff (lint + format check)
 	$(BIN)/ruff check src tests
