@@ -48,7 +48,8 @@ OPERATOR_RULES: tuple[Rule, ...] = (
          "owned children, applied server-side; cached by a label-selected watch (see "
          "docs/security.md for Secrets)"),
     Rule(("apps",), ("deployments",), OWN, "the MLflow server Deployment"),
-    Rule((GROUP,), (PLURAL,), READ, "the primary resource, cached by a watch"),
+    Rule((GROUP,), (PLURAL,), (*READ, "patch"), "the primary resource, cached by a watch; "
+         "patch only edits metadata.finalizers (the volume-retention finalizer)"),
     Rule((GROUP,), (f"{PLURAL}/finalizers",), ("update",),
          "children carry blockOwnerDeletion owner references, which clusters with the "
          "OwnerReferencesPermissionEnforcement admission plugin allow only with this"),

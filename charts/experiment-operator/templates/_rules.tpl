@@ -39,6 +39,7 @@
   - get
   - list
   - watch
+  - patch
 - apiGroups:
   - experiment.aiscope
   resources:

@@ -35,7 +35,9 @@ def cleanup_install(cluster: Cluster) -> Iterator[None]:
     """Remove what the install made, except the shared CRD other tests rely on."""
     yield
     role, binding = install.NAMES.role, install.NAMES.role_binding
-    cluster.kubectl("delete", "--ignore-not-found", "--wait=false", "namespace", install.NAMESPACE)
+    cluster.kubectl(
+        "delete", "--ignore-not-found", "--timeout=120s", "namespace", install.NAMESPACE
+    )
     cluster.kubectl("delete", "--ignore-not-found", "clusterrolebinding", binding)
     cluster.kubectl("delete", "--ignore-not-found", "clusterrole", role)
 
