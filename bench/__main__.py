@@ -1,0 +1,175 @@
+"""`python -m bench --n 1000`: run the scenarios against a fresh local control plane.
+
+The create burst always runs first (the others need its CRs); then, as selected: idle (one full
+resync), restart, spec change, latency (CRs at a fixed rate), unrelated objects (memory), and
+optionally growing to `--memory-crs` CRs. Results go to bench/results.json and RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import shutil
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from experiment_operator.envtest.binaries import REPO_ROOT, find_binaries
+
+from . import report, scenarios, workload
+from .harness import BENCH_DIR, Bench, bench_environment
+from .observe import Observer
+
+log = logging.getLogger("bench")
+
+OPTIONAL = ("idle", "restart", "spec", "latency", "unrelated")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--n", type=int, default=100, help="TrackingServers in the burst")
+    parser.add_argument(
+        "--scenarios",
+        default="all",
+        help=f"comma-separated subset of {','.join(OPTIONAL)} (create always runs), or all",
+    )
+    parser.add_argument("--namespaces", type=int, default=10, help="spread the CRs over these")
+    parser.add_argument("--resync-period", type=float, default=30.0, help="operator's, seconds")
+    parser.add_argument("--latency-count", type=int, default=100)
+    parser.add_argument("--latency-rate", type=float, default=10.0, help="CRs per second")
+    parser.add_argument("--configmaps", type=int, default=10_000, help="unrelated ConfigMaps")
+    parser.add_argument("--deployments", type=int, default=1_000, help="unrelated Deployments")
+    parser.add_argument(
+        "--memory-crs", type=int, default=0, help="finally grow to this many CRs and measure RSS"
+    )
+    parser.add_argument(
+        "--operator-arg", action="append", default=[], help="extra `run` option (repeatable)"
+    )
+    parser.add_argument("--workdir", type=Path, default=None, help="default .local/bench/<N>")
+    parser.add_argument("--results", type=Path, default=BENCH_DIR / "results.json")
+    args = parser.parse_args(argv)
+    chosen = OPTIONAL if args.scenarios == "all" else tuple(args.scenarios.split(","))
+    unknown = set(chosen) - set(OPTIONAL) - {"create"}
+    if unknown:
+        parser.error(f"unknown scenarios: {', '.join(sorted(unknown))}")
+    args.chosen = chosen
+    return args
+
+
+async def run_scenarios(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
+    n, op = args.n, bench.operator
+    namespaces = [f"bench-{i}" for i in range(args.namespaces)]
+    within = max(300.0, 0.6 * n)
+    result: dict[str, Any] = {"n": n, "scenarios": ["create", *args.chosen]}
+    await workload.create_namespaces(bench.admin, namespaces)
+    async with Observer(bench.admin) as obs:
+        op.start()
+        await op.wait_ready()
+        memory = result["memory"] = {"rss_mib_0": round(await op.steady_rss(), 1)}
+        run_wall0 = time.time()
+
+        log.info("create burst: %d TrackingServers", n)
+        keys = workload.cr_keys(n, namespaces)
+        result["create"] = await scenarios.create_burst(bench, obs, keys, within)
+        children = round(result["create"]["children_per_cr"])
+        memory["rss_mib_n"] = round(await op.steady_rss(), 1)
+        log.info("create: %s", _brief(result["create"]))
+
+        if "idle" in args.chosen:
+            log.info("idle: waiting for a full resync (period %gs)", args.resync_period)
+            result["idle"] = await scenarios.idle(bench, n, args.resync_period)
+            log.info("idle: %s", _brief(result["idle"]))
+        if "restart" in args.chosen:
+            log.info("restart: stopping and starting the operator")
+            peak = op.peak_rss()
+            result["restart"] = await scenarios.restart(bench, n)
+            memory["rss_mib_after_restart"] = round(await op.steady_rss(), 1)
+            memory["rss_mib_peak_before_restart"] = round(peak, 1)
+            log.info("restart: %s", _brief(result["restart"]))
+        if "spec" in args.chosen:
+            log.info("spec change: new image for all %d", n)
+            result["spec_change"] = await scenarios.spec_change(bench, obs, keys, within)
+            log.info("spec change: %s", _brief(result["spec_change"]))
+        if "latency" in args.chosen:
+            log.info("latency: %d CRs at %g/s", args.latency_count, args.latency_rate)
+            result["latency"] = await scenarios.latency(
+                bench,
+                obs,
+                count=args.latency_count,
+                rate=args.latency_rate,
+                children=children,
+                within=within,
+            )
+            log.info("latency: %s", _brief(result["latency"]))
+        if "unrelated" in args.chosen:
+            log.info("unrelated: %d ConfigMaps, %d Deployments", args.configmaps, args.deployments)
+            result["unrelated"] = await scenarios.unrelated_memory(
+                bench, configmaps=args.configmaps, deployments=args.deployments, namespaces=10
+            )
+            log.info("unrelated: %s", _brief(result["unrelated"]))
+        if args.memory_crs:
+            log.info("memory: growing to %d TrackingServers", args.memory_crs)
+            result["memory_at"] = await scenarios.memory_at(
+                bench, obs, args.memory_crs, namespaces, children
+            )
+            log.info("memory: %s", _brief(result["memory_at"]))
+        memory["rss_mib_peak"] = round(
+            max(op.peak_rss(), memory.get("rss_mib_peak_before_restart", 0)), 1
+        )
+        whole_run = await bench.requests(run_wall0)
+        result["conflicts"] = whole_run.conflicts
+        result["requests_total"] = whole_run.to_dict()
+    return result
+
+
+def _brief(values: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in values.items() if not isinstance(v, dict))
+
+
+async def main_async(args: argparse.Namespace) -> dict[str, Any]:
+    workdir: Path = args.workdir or REPO_ROOT / ".local" / "bench" / str(args.n)
+    await asyncio.to_thread(shutil.rmtree, workdir, ignore_errors=True)
+    await asyncio.to_thread(workdir.mkdir, parents=True)
+    binaries = await asyncio.to_thread(find_binaries)
+    started, date = time.monotonic(), datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    async with bench_environment(
+        workdir,
+        binaries,
+        resync_period=args.resync_period,
+        operator_args=args.operator_arg,
+    ) as bench:
+        machine = report.machine_info(await bench.kubernetes_version())
+        result = await run_scenarios(bench, args)
+    log.info("logs and audit log kept in %s", workdir)
+    return {
+        **result,
+        "date": date,
+        "run_seconds": round(time.monotonic() - started),
+        "machine": machine,
+        "options": {
+            "namespaces": args.namespaces,
+            "resync_period": args.resync_period,
+            "latency": [args.latency_count, args.latency_rate],
+            "unrelated": [args.configmaps, args.deployments],
+        },
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="[bench] %(asctime)s %(message)s",
+                        datefmt="%H:%M:%S")  # fmt: skip
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("httpx2").setLevel(logging.WARNING)
+    run = asyncio.run(main_async(args))
+    results = report.merge(args.results, run)
+    report.write_markdown(args.results.with_name("RESULTS.md"), results["runs"])
+    print(report.render(results["runs"]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

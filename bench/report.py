@@ -1,0 +1,208 @@
+"""Results: the flat keys of `bench/results.json`, the table, and `bench/RESULTS.md`.
+
+Each run (one N) is kept under `runs` and flattened into `<metric>_<N>` keys; the unsuffixed
+keys (`writes_per_cr_create`, `idle_writes`, ...) come from the largest N. RESULTS.md is
+regenerated between two markers, so notes written around the table survive new runs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+Run = dict[str, Any]
+BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
+
+
+def machine_info(kubernetes_version: str) -> dict[str, Any]:
+    """What the numbers depend on (2 shared cores make every timing noisy)."""
+    meminfo = Path("/proc/meminfo").read_text().split()
+    cpuinfo = Path("/proc/cpuinfo").read_text().splitlines()
+    model = next((line.split(":", 1)[1].strip() for line in cpuinfo if "model name" in line), "")
+    return {
+        "nproc": os.cpu_count(),
+        "cpu": model,
+        "memory_gib": round(int(meminfo[meminfo.index("MemTotal:") + 1]) / 2**20, 1),
+        "python": platform.python_version(),
+        "kubernetes": kubernetes_version,
+        "loadavg_1m_at_start": round(os.getloadavg()[0], 2),
+    }
+
+
+def _get(run: Run, path: str) -> Any:
+    value: Any = run
+    for part in path.split("."):
+        if not isinstance(value, dict) or part not in value:
+            return None
+        value = value[part]
+    return value
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One row: where the value is in a run, its flat key, the goal and how to check it."""
+
+    key: str
+    label: str
+    path: str
+    goal: str = ""
+    ok: Callable[[float, Run], bool] | None = None
+    only_n: int | None = None
+    """The goal applies at this N only (e.g. Ready ≤ 60 s at 1000)."""
+
+
+def _children_bound(run: Run) -> float:
+    return float(_get(run, "create.children_per_cr") or 0) + 1
+
+
+METRICS = (
+    Metric("ready_seconds", "create burst: seconds until all Ready", "create.ready_seconds",
+           "≤ 60 s at 1000", lambda v, _: v <= 60, only_n=1000),
+    Metric("children_applied_seconds", "create burst: seconds until all children exist",
+           "create.children_applied_seconds"),
+    Metric("writes_per_cr_create", "create burst: writes per new CR", "create.writes_per_cr",
+           "≤ children + 1", lambda v, run: v <= _children_bound(run)),
+    Metric("children_per_cr", "children per CR", "create.children_per_cr"),
+    Metric("conflicts", "409 Conflict answers (whole run)", "conflicts", "0",
+           lambda v, _: v == 0),
+    Metric("idle_writes", "idle: writes during a full resync", "idle.writes", "0",
+           lambda v, _: v == 0),
+    Metric("idle_reads", "idle: reads during a full resync", "idle.reads"),
+    Metric("restart_writes", "restart: writes", "restart.writes", "0", lambda v, _: v == 0),
+    Metric("restart_sync_seconds", "restart: seconds to caches synced (/readyz)",
+           "restart.sync_seconds", "≤ 10 s", lambda v, _: v <= 10),
+    Metric("restart_reconciled_seconds", "restart: seconds to all reconciled",
+           "restart.all_reconciled_seconds"),
+    Metric("spec_change_seconds", "spec change: seconds until rolled out and Ready",
+           "spec_change.converged_seconds"),
+    Metric("spec_change_image_seconds", "spec change: seconds until every Deployment has it",
+           "spec_change.image_applied_seconds"),
+    Metric("spec_change_writes_per_cr", "spec change: writes per CR",
+           "spec_change.writes_per_cr"),
+    Metric("p50_create_to_children_seconds", "latency at 10 CR/s: p50 create → children",
+           "latency.p50_seconds"),
+    Metric("p99_create_to_children_seconds", "latency at 10 CR/s: p99 create → children",
+           "latency.p99_seconds", "≤ 1 s", lambda v, _: v <= 1),
+    Metric("rss_mib_0", "RSS MiB with 0 CRs", "memory.rss_mib_0"),
+    Metric("rss_mib", "RSS MiB with N CRs", "memory.rss_mib_n", "≤ 120 at 1000",
+           lambda v, _: v <= 120, only_n=1000),
+    Metric("rss_mib_peak", "peak RSS MiB (whole run)", "memory.rss_mib_peak"),
+    Metric("rss_mib_unrelated_delta", "RSS MiB added by unrelated objects",
+           "unrelated.rss_mib_delta", "< 5", lambda v, _: v < 5),
+)  # fmt: skip
+
+UNSUFFIXED = (
+    "writes_per_cr_create",
+    "idle_writes",
+    "p99_create_to_children_seconds",
+    "rss_mib_unrelated_delta",
+)
+
+
+def flatten(runs: dict[str, Run]) -> dict[str, Any]:
+    """`<key>_<N>` for every metric of every run, plus the unsuffixed keys of the largest N."""
+    flat: dict[str, Any] = {}
+    for n, run in sorted(runs.items(), key=lambda item: int(item[0])):
+        for metric in METRICS:
+            value = _get(run, metric.path)
+            if value is None:
+                continue
+            if metric.key == "rss_mib":
+                flat[f"rss_mib_{n}"] = value
+            elif metric.key != "rss_mib_0":
+                flat[f"{metric.key}_{n}"] = value
+            if metric.key in UNSUFFIXED or metric.key == "rss_mib_0":
+                flat[metric.key] = value
+        more = _get(run, "memory_at")
+        if more:
+            flat[f"rss_mib_{more['crs']}"] = more["rss_mib"]
+    return flat
+
+
+def merge(path: Path, run: Run) -> dict[str, Any]:
+    """Add this run to results.json (replacing an earlier run with the same N)."""
+    old = json.loads(path.read_text()) if path.exists() else {}
+    runs: dict[str, Run] = old.get("runs", {})
+    runs[str(run["n"])] = run
+    results = {**flatten(runs), "runs": runs}
+    path.write_text(json.dumps(results, indent=2, sort_keys=False) + "\n")
+    return results
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def table(runs: dict[str, Run]) -> str:
+    """Markdown table: one row per metric, one column per N, with the goal and ✓/✗."""
+    ns = sorted(runs, key=int)
+    lines = [
+        "| metric | goal | " + " | ".join(f"N={n}" for n in ns) + " |",
+        "|---|---|" + "---|" * len(ns),
+    ]
+    for metric in METRICS:
+        cells = []
+        for n in ns:
+            value = _get(runs[n], metric.path)
+            cell = "-" if value is None else _fmt(value)
+            applies = metric.only_n is None or metric.only_n == int(n)
+            if value is not None and metric.ok is not None and applies:
+                cell += " ✓" if metric.ok(float(value), runs[n]) else " ✗"
+            cells.append(cell)
+        lines.append(f"| {metric.label} | {metric.goal} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def verbs_table(runs: dict[str, Run], path: str = "create.per_cr_by_verb") -> str:
+    """The operator's requests per new CR, by verb (audit log)."""
+    ns = sorted(runs, key=int)
+    verbs = sorted({verb for n in ns for verb in (_get(runs[n], path) or {})})
+    lines = [
+        "| verb (per new CR) | " + " | ".join(f"N={n}" for n in ns) + " |",
+        "|---|" + "---|" * len(ns),
+    ]
+    for verb in verbs:
+        cells = [_fmt((_get(runs[n], path) or {}).get(verb, 0)) for n in ns]
+        lines.append(f"| {verb} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def machine_lines(runs: dict[str, Run]) -> str:
+    lines = []
+    for n in sorted(runs, key=int):
+        run, m = runs[n], runs[n]["machine"]
+        lines.append(
+            f"- N={n}: {run['date']}, {m['nproc']} CPUs ({m['cpu']}), {m['memory_gib']} GiB, "
+            f"Python {m['python']}, Kubernetes {m['kubernetes']}, "
+            f"load average at start {m['loadavg_1m_at_start']}, run took {run['run_seconds']} s"
+        )
+    return "\n".join(lines)
+
+
+def render(runs: dict[str, Run]) -> str:
+    return "\n\n".join(
+        [
+            "### Summary",
+            table(runs),
+            "### Requests per new CR (create burst, from the audit log)",
+            verbs_table(runs),
+            "### Machine and date",
+            machine_lines(runs),
+        ]
+    )
+
+
+def write_markdown(path: Path, runs: dict[str, Run]) -> None:
+    """Replace the generated block of RESULTS.md (create the file if needed)."""
+    block = f"{BEGIN}\n{render(runs)}\n{END}"
+    text = path.read_text() if path.exists() else f"# Benchmark results\n\n{BEGIN}\n{END}\n"
+    head, _, rest = text.partition(BEGIN)
+    _, _, tail = rest.partition(END)
+    path.write_text(head + block + tail)
