@@ -1,5 +1,6 @@
 """Writing owned objects: server-side apply that refuses foreign objects and skips no-op writes,
-delete-if-owned, and a status writer that writes only real changes."""
+takes over objects written by update-style controllers, delete-if-owned, and a status writer
+that writes only real changes."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from .kubeapi import KindInfo, Obj
 from .store import controller_owner
 
 FIELD_MANAGER = "experiment-operator"
+JSON_PATCH_CONTENT_TYPE = "application/json-patch+json"
 
 
 class NotOwnedError(Exception):
@@ -122,6 +124,99 @@ def with_controller_reference(desired: Mapping[str, Any], owner: Mapping[str, An
     return obj
 
 
+def has_apply_entry(obj: Mapping[str, Any], manager: str = FIELD_MANAGER) -> bool:
+    """Whether `manager` has ever server-side applied this object."""
+    entries = obj.get("metadata", {}).get("managedFields") or []
+    return any(e.get("manager") == manager and e.get("operation") == "Apply" for e in entries)
+
+
+def union_fields(a: Mapping[str, Any], b: Mapping[str, Any]) -> Obj:
+    """The union of two fieldsV1 sets (nested dicts; leaves are empty dicts)."""
+    merged: Obj = copy.deepcopy(dict(a))
+    for key, sub in b.items():
+        merged[key] = union_fields(merged[key], sub) if key in merged else copy.deepcopy(sub)
+    return merged
+
+
+def upgrade_managed_fields(
+    entries: list[Obj], owner_uid: str, api_version: str, manager: str = FIELD_MANAGER
+) -> list[Obj] | None:
+    """client-go's csaupgrade, generalised: move the field sets of the earlier controller's
+    `Update` entries into `manager`'s `Apply` entry. The earlier controller is recognised as
+    the writer(s) of the owner reference to `owner_uid`; other writers (e.g. the Deployment
+    controller's revision annotation, status updates) keep their fields.
+
+    Server-side apply only removes a field its manager stops sending if nobody else owns it.
+    An object created with create/update calls has its fields, server defaults included, owned
+    by that writer; after this transfer our next apply removes what we no longer want (a
+    plaintext `value` replaced by `valueFrom`, a defaulted `rollingUpdate` next to `Recreate`)
+    instead of failing validation. None: nothing to move.
+    """
+    ref_key = f'k:{{"uid":"{owner_uid}"}}'
+    moved = [
+        e
+        for e in entries
+        if e.get("operation") == "Update"
+        and not e.get("subresource")
+        and ref_key
+        in ((e.get("fieldsV1") or {}).get("f:metadata", {}).get("f:ownerReferences") or {})
+    ]
+    if not moved:
+        return None
+    ours = next(
+        (e for e in entries if e.get("manager") == manager and e.get("operation") == "Apply"),
+        None,
+    )
+    fields: Obj = dict((ours or {}).get("fieldsV1") or {})
+    for entry in moved:
+        fields = union_fields(fields, entry.get("fieldsV1") or {})
+    applied: Obj = {
+        "manager": manager,
+        "operation": "Apply",
+        "apiVersion": (ours or {}).get("apiVersion", api_version),
+        "fieldsType": "FieldsV1",
+        "fieldsV1": fields,
+    }
+    kept = [e for e in entries if e is not ours and not any(e is m for m in moved)]
+    return [*kept, applied]
+
+
+async def take_over_fields(
+    client: AsyncClient, kind: KindInfo, live: Obj, owner_uid: str, attempts: int = 5
+) -> None:
+    """Transfer the earlier controller's field ownership of `live` to our apply entry with one
+    JSON patch of `metadata.managedFields`, guarded by the resourceVersion; re-read and retry
+    when another writer (e.g. a status update) got in between."""
+    namespace, name = live["metadata"].get("namespace") or "", live["metadata"]["name"]
+    for attempt in range(attempts):
+        meta = live["metadata"]
+        upgraded = upgrade_managed_fields(
+            meta.get("managedFields") or [], owner_uid, kind.api_version
+        )
+        if upgraded is None:
+            return
+        patch = [
+            {"op": "test", "path": "/metadata/resourceVersion", "value": meta["resourceVersion"]},
+            {"op": "replace", "path": "/metadata/managedFields", "value": upgraded},
+        ]
+        try:
+            await kubeapi.request(
+                client,
+                "PATCH",
+                kind.path(namespace, name),
+                body=patch,
+                content_type=JSON_PATCH_CONTENT_TYPE,
+            )
+            return
+        except ApiError as err:  # a failed "test" is 422 (or 409)
+            if err.status.code not in (409, 422) or attempt == attempts - 1:
+                raise
+        fresh = await kubeapi.get(client, kind, namespace, name)
+        if fresh is None:
+            return
+        live = fresh
+
+
 async def apply_owned(
     client: AsyncClient, desired: Obj, owner: Obj, live: Obj | None = None
 ) -> Obj:
@@ -131,7 +226,9 @@ async def apply_owned(
     foreign object lacks our labels and is never in a label-selected cache. Raises
     NotOwnedError, without writing, if the object exists and `owner` does not control it.
     Makes no request at all when the live object already matches (and nothing we applied
-    before has to be removed). Returns the live object.
+    before has to be removed). An object the owner controls but we never applied (made by an
+    earlier, update-style controller) is taken over first (`take_over_fields`). Returns the
+    live object.
     """
     kind = KindInfo.for_object(desired)
     body = with_controller_reference(desired, owner)
@@ -140,13 +237,21 @@ async def apply_owned(
     if kind.namespaced:
         namespace = meta.get("namespace") or owner["metadata"].get("namespace") or ""
         meta["namespace"] = namespace
-    if live is None:
+    owner_uid = owner["metadata"]["uid"]
+    fetched = live is None
+    if fetched:
         live = await kubeapi.get(client, kind, namespace, meta["name"])
     if live is not None:
-        if not is_controlled_by(live, owner["metadata"]["uid"]):
+        if not is_controlled_by(live, owner_uid):
             raise NotOwnedError(kind.kind, namespace, meta["name"])
-        if is_subset(body, live) and not owned_fields_dropped(live, body):
-            return live
+        if has_apply_entry(live):
+            if is_subset(body, live) and not owned_fields_dropped(live, body):
+                return live
+        else:
+            if not fetched:  # caches keep only our managedFields: read the full list
+                live = await kubeapi.get(client, kind, namespace, meta["name"])
+            if live is not None and is_controlled_by(live, owner_uid):
+                await take_over_fields(client, kind, live, owner_uid)
     return await kubeapi.request(
         client,
         "PATCH",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 from experiment_operator.api.trackingserver import TrackingServer
@@ -95,20 +94,3 @@ def service(ts: TrackingServer) -> dict[str, Any]:
             "ports": [{"name": PORT_NAME, "port": PORT, "targetPort": PORT, "protocol": "TCP"}],
         },
     }
-
-
-def strategy_takeover_patch(
-    live: Mapping[str, Any], desired: Mapping[str, Any]
-) -> dict[str, Any] | None:
-    """A JSON merge patch to send before applying `desired`, or None when none is needed.
-
-    Server-side apply cannot switch a Deployment to Recreate while another field manager owns
-    `strategy.rollingUpdate` (e.g. the original controller, whose create defaulted it): the
-    merged object is then invalid. Clearing the block with a merge patch first makes the apply
-    succeed; our own applies need no patch because we own the block we stop sending.
-    """
-    want = desired["spec"]["strategy"]
-    have = live.get("spec", {}).get("strategy", {})
-    if want.get("type") == "Recreate" and "rollingUpdate" in have:
-        return {"spec": {"strategy": {"type": "Recreate", "rollingUpdate": None}}}
-    return None

@@ -2,21 +2,25 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from lightkube import AsyncClient
+from lightkube.resources.apps_v1 import Deployment
 
 from experiment_operator.api.trackingserver import TrackingServer
 from experiment_operator.envtest.cluster import Kubectl
+from experiment_operator.runtime import kubeapi
+from experiment_operator.runtime.apply import apply_owned, controller_reference
+from experiment_operator.runtime.kubeapi import KindInfo
 from experiment_operator.trackingserver.children import (
     ChildOptions,
     IngressController,
     build_children,
 )
-from experiment_operator.trackingserver.workload import deployment, strategy_takeover_patch
+from experiment_operator.trackingserver.workload import deployment
 
 pytestmark = pytest.mark.integration
 
@@ -81,39 +85,55 @@ def test_strategy_switch_applies_in_place(kubectl: Kubectl, namespace: str) -> N
         assert stored["spec"]["strategy"]["type"] == dep["spec"]["strategy"]["type"]
 
 
-def test_takeover_of_a_seed_deployment_switches_to_recreate(
-    kubectl: Kubectl, namespace: str
+async def test_takeover_of_a_seed_deployment_switches_to_recreate(
+    kube: AsyncClient, namespace: str
 ) -> None:
-    """The seed created Deployments with defaulted RollingUpdate; Recreate needs the patch."""
+    """The seed created Deployments with plain create calls: the defaulted RollingUpdate block
+    and the plaintext credentials belong to its field manager. Taking over transfers them to us,
+    so the apply switches to Recreate and secretKeyRef in place instead of failing with 422."""
+    owner = await kubeapi.request(
+        kube,
+        "POST",
+        f"api/v1/namespaces/{namespace}/configmaps",
+        body={"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "owner"}},
+    )
     ts = sample("repo", namespace, {})
+    ts.metadata.uid = owner["metadata"]["uid"]
     desired = deployment(ts)
-    del desired["metadata"]["ownerReferences"]  # the fake owner would be garbage-collected
+    del desired["metadata"]["ownerReferences"]  # apply_owned adds the owner's reference
     seed_made = {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": {"name": "trackingserver", "namespace": namespace},
+        "metadata": {"name": "trackingserver", "ownerReferences": [controller_reference(owner)]},
         "spec": {
             "replicas": 2,
             "selector": desired["spec"]["selector"],
             "template": {
                 "metadata": {"labels": desired["spec"]["selector"]["matchLabels"]},
-                "spec": {"containers": [{"name": "mlflow", "image": "mlflow:aiscope"}]},
+                "spec": {
+                    "containers": [
+                        {
+                            "name": "mlflow",
+                            "image": "mlflow:aiscope",
+                            "env": [{"name": "AWS_ACCESS_KEY_ID", "value": "mlflow"}],
+                        }
+                    ]
+                },
             },
         },
     }
-    kubectl("create", "-f", "-", input=yaml.safe_dump(seed_made))
-    live = yaml.safe_load(
-        kubectl("get", "deployment", "trackingserver", "-n", namespace, "-o", "yaml").stdout
+    info = KindInfo.of(Deployment)
+    created = await kubeapi.request(
+        kube,
+        "POST",
+        info.path(namespace),
+        params={"fieldManager": "controller-manager.exe"},
+        body=seed_made,
     )
-    patch = strategy_takeover_patch(live, desired)
-    assert patch is not None
-    apply = ("apply", "--server-side", "--force-conflicts", "--field-manager=test", "-f", "-")
-    refused = kubectl(*apply, input=yaml.safe_dump(desired), check=False)
-    assert "may not be specified when strategy `type` is 'Recreate'" in refused.stderr
-    kubectl(
-        *("patch", "deployment", "trackingserver", "-n", namespace, "--type=merge"),
-        "-p",
-        json.dumps(patch),
-    )
-    applied = kubectl(*apply, input=yaml.safe_dump(desired), check=False)
-    assert applied.returncode == 0, applied.stderr
+    applied = await apply_owned(kube, desired, owner)
+    assert applied["metadata"]["uid"] == created["metadata"]["uid"]
+    assert applied["spec"]["strategy"] == {"type": "Recreate"}
+    [env] = [e for e in applied["spec"]["template"]["spec"]["containers"][0]["env"]
+             if e["name"] == "AWS_ACCESS_KEY_ID"]  # fmt: skip
+    assert "value" not in env
+    assert env["valueFrom"]["secretKeyRef"]["name"] == "trackingserver-s3-credentials"

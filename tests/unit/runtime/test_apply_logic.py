@@ -7,11 +7,15 @@ from typing import Any
 import pytest
 
 from experiment_operator.runtime.apply import (
+    FIELD_MANAGER,
     controller_reference,
+    has_apply_entry,
     is_controlled_by,
     is_subset,
     merge_patch,
     owned_fields_dropped,
+    union_fields,
+    upgrade_managed_fields,
     with_controller_reference,
 )
 
@@ -151,3 +155,78 @@ def test_dropped_owned_field_needs_an_apply(desired: dict[str, Any]) -> None:
 def test_other_managers_fields_do_not_count() -> None:
     assert not owned_fields_dropped(live_with(FIELDS_V1, manager="kubectl"), {})
     assert not owned_fields_dropped({"metadata": {}}, {})
+
+
+def _entry(manager: str, fields: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    return {
+        "manager": manager,
+        "operation": extra.pop("operation", "Update"),
+        "apiVersion": "apps/v1",
+        "fieldsType": "FieldsV1",
+        "fieldsV1": fields,
+        **extra,
+    }
+
+
+SEED_FIELDS: dict[str, Any] = {
+    "f:metadata": {"f:ownerReferences": {".": {}, 'k:{"uid":"u-1"}': {}}},
+    "f:spec": {
+        "f:strategy": {"f:rollingUpdate": {".": {}, "f:maxSurge": {}}, "f:type": {}},
+        "f:template": {"f:spec": {"f:containers": {'k:{"name":"mlflow"}': {"f:env": {}}}}},
+    },
+}
+
+
+def test_union_of_field_sets_is_deep() -> None:
+    a: dict[str, Any] = {"f:spec": {"f:a": {}, "f:b": {"f:c": {}}}}
+    b: dict[str, Any] = {"f:spec": {"f:b": {"f:d": {}}}, "f:metadata": {}}
+    assert union_fields(a, b) == {
+        "f:spec": {"f:a": {}, "f:b": {"f:c": {}, "f:d": {}}},
+        "f:metadata": {},
+    }
+    assert a == {"f:spec": {"f:a": {}, "f:b": {"f:c": {}}}}  # inputs untouched
+
+
+def test_takeover_moves_the_earlier_controllers_fields_to_our_apply_entry() -> None:
+    """The writer of the owner reference is the earlier controller: its fields become ours;
+    other writers (the Deployment controller's annotation, status) keep theirs."""
+    revision: dict[str, Any] = {
+        "f:metadata": {"f:annotations": {"f:deployment.kubernetes.io/revision": {}}}
+    }
+    status: dict[str, Any] = {"f:status": {"f:replicas": {}}}
+    entries = [
+        _entry("controller-manager.exe", SEED_FIELDS),
+        _entry("kube-controller-manager", revision),
+        _entry("kube-controller-manager", status, subresource="status"),
+    ]
+    upgraded = upgrade_managed_fields(entries, "u-1", "apps/v1")
+    assert upgraded is not None
+    assert [(e["manager"], e["operation"]) for e in upgraded] == [
+        ("kube-controller-manager", "Update"),
+        ("kube-controller-manager", "Update"),
+        (FIELD_MANAGER, "Apply"),
+    ]
+    assert upgraded[-1]["fieldsV1"] == SEED_FIELDS
+    assert has_apply_entry({"metadata": {"managedFields": upgraded}})
+
+
+def test_takeover_merges_into_an_existing_apply_entry() -> None:
+    ours = _entry(FIELD_MANAGER, {"f:spec": {"f:replicas": {}}}, operation="Apply")
+    upgraded = upgrade_managed_fields([ours, _entry("old", SEED_FIELDS)], "u-1", "apps/v1")
+    assert upgraded is not None
+    [applied] = upgraded
+    assert applied["fieldsV1"]["f:spec"]["f:replicas"] == {}
+    assert "f:strategy" in applied["fieldsV1"]["f:spec"]
+
+
+@pytest.mark.parametrize(
+    "entries",
+    [
+        [],
+        [_entry("someone", {"f:spec": {"f:replicas": {}}})],  # did not write the owner ref
+        [_entry("old", SEED_FIELDS, subresource="status")],
+        [_entry("old", SEED_FIELDS, operation="Apply")],
+    ],
+)
+def test_nothing_to_take_over(entries: list[dict[str, Any]]) -> None:
+    assert upgrade_managed_fields(entries, "u-1", "apps/v1") is None

@@ -20,11 +20,7 @@ from experiment_operator.trackingserver.children import (
 )
 from experiment_operator.trackingserver.labels import MANAGED_BY, MANAGED_BY_LABEL
 from experiment_operator.trackingserver.routing import nginx_ingresses, parse_url
-from experiment_operator.trackingserver.workload import (
-    CREDENTIALS_VERSION_ANNOTATION,
-    deployment,
-    strategy_takeover_patch,
-)
+from experiment_operator.trackingserver.workload import CREDENTIALS_VERSION_ANNOTATION, deployment
 
 Sample = Callable[..., TrackingServer]
 ALL_OPTIONS = [
@@ -196,14 +192,3 @@ spec:
   backend_uri: sqlite:///mlflow.db
   url: http://mlflow.example.com
 """
-
-
-def test_strategy_takeover_patch_only_when_needed(sample: Sample) -> None:
-    recreate = deployment(sample("repo"))
-    rolling = deployment(sample("blog"))
-    seed_live = {"spec": {"strategy": {"type": "RollingUpdate", "rollingUpdate": {}}}}
-    assert strategy_takeover_patch(seed_live, recreate) == {
-        "spec": {"strategy": {"type": "Recreate", "rollingUpdate": None}}
-    }
-    assert strategy_takeover_patch(seed_live, rolling) is None
-    assert strategy_takeover_patch({"spec": {"strategy": {"type": "Recreate"}}}, recreate) is None
