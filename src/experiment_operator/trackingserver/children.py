@@ -135,16 +135,19 @@ def render(
     options: ChildOptions,
     *,
     show_secrets: bool = False,
+    tls_secret_present: bool | None = None,
 ) -> str:
     """The children of each CR as multi-document YAML, without a cluster (`render` command).
 
-    Assumes the TLS Secret exists exactly when the CR carries cert and key. Secret data is
+    Assumes the TLS Secret exists exactly when the CR carries cert and key, unless
+    `tls_secret_present` says otherwise (e.g. a user's cert-manager Secret). Secret data is
     redacted unless `show_secrets`, so the output is safe to paste into a review or a CI log.
     """
     docs: list[dict[str, Any]] = []
     for obj in cr_dicts:
         ts = TrackingServer.from_api(obj)
-        for child in build_children(ts, options, tls_secret_present=ts.spec.tls_enabled):
+        tls = ts.spec.tls_enabled if tls_secret_present is None else tls_secret_present
+        for child in build_children(ts, options, tls_secret_present=tls):
             if child["kind"] == "Secret" and not show_secrets:
                 child["data"] = dict.fromkeys(child["data"], REDACTED)
             docs.append(child)

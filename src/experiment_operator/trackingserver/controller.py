@@ -1,0 +1,66 @@
+"""Wiring of the TrackingServer controller onto a runtime Manager.
+
+mgr = Manager(client, owned_label_selector=OWNED_LABELS, ...)
+options = ChildOptions(..., traefik_group=await served_traefik_group(client))
+setup(mgr, options, max_concurrent_reconciles=4)
+await mgr.run()
+"""
+
+from __future__ import annotations
+
+from lightkube import AsyncClient
+
+from experiment_operator.runtime.controller import Controller, ControllerBuilder
+from experiment_operator.runtime.events import EventRecorder
+from experiment_operator.runtime.manager import Manager
+from experiment_operator.trackingserver.children import ChildOptions, IngressController
+from experiment_operator.trackingserver.labels import MANAGED_BY, MANAGED_BY_LABEL
+from experiment_operator.trackingserver.reconciler import TrackingServerReconciler
+from experiment_operator.trackingserver.resources import (
+    TrackingServerResource,
+    child_kinds,
+    served_traefik_group,
+)
+
+CONTROLLER_NAME = "trackingserver"
+EVENT_COMPONENT = "trackingserver-controller"
+"""The seed's Event source, so `kubectl describe` reads as before."""
+OWNED_LABELS = {MANAGED_BY_LABEL: MANAGED_BY}
+"""The manager's child watches only stream objects carrying this label."""
+
+
+async def child_options(
+    client: AsyncClient,
+    ingress_controller: IngressController,
+    nginx_ingress_class: str | None,
+) -> ChildOptions:
+    """The options with the Traefik group the cluster serves (discovered once, at start)."""
+    return ChildOptions(
+        ingress_controller=ingress_controller,
+        traefik_group=await served_traefik_group(client),
+        nginx_ingress_class=nginx_ingress_class,
+    )
+
+
+def setup(
+    manager: Manager,
+    options: ChildOptions,
+    *,
+    name: str = CONTROLLER_NAME,
+    max_concurrent_reconciles: int = 4,
+    resync_period: float | None = None,
+) -> Controller:
+    """Register the controller: For(TrackingServer), Owns(every child kind)."""
+    reconciler = TrackingServerReconciler(
+        manager, options, EventRecorder(manager.client, EVENT_COMPONENT)
+    )
+    return (
+        ControllerBuilder(manager)
+        .named(name)
+        .for_(TrackingServerResource)
+        .owns(*child_kinds(options.traefik_group))
+        .with_options(
+            max_concurrent_reconciles=max_concurrent_reconciles, resync_period=resync_period
+        )
+        .complete(reconciler)
+    )

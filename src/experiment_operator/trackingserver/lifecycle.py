@@ -1,0 +1,148 @@
+"""Finalizers of the TrackingServer and the volume retention they implement.
+
+The only finalizer with real work is `experiment.aiscope/retain-volume`: with
+`volumeRetentionPolicy: Retain` it lets the operator release the PersistentVolumeClaim (remove
+our owner reference) before the garbage collector would delete it with the TrackingServer. The
+original controller's finalizer had no work; it is removed so deleting old resources never hangs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from lightkube import AsyncClient
+from lightkube.core.exceptions import ApiError
+
+from experiment_operator.runtime import kubeapi
+from experiment_operator.runtime.apply import JSON_PATCH_CONTENT_TYPE
+from experiment_operator.runtime.kubeapi import KindInfo, Obj
+
+LEGACY_FINALIZER = "finalizers.aiscope.io/trackingserver"
+"""Added by the original controller, removed by it on deletion; it guarded nothing."""
+RETAIN_FINALIZER = "experiment.aiscope/retain-volume"
+RETAINED_ANNOTATION = "experiment.aiscope/retained-from"
+"""On a released PVC: the TrackingServer it belonged to. A TrackingServer of that name adopts it
+again (the only objects we ever adopt: ours, released on purpose)."""
+
+
+def finalizer_patch(obj: Mapping[str, Any], add: Iterable[str], remove: Iterable[str]) -> list[Obj]:
+    """JSON patch operations adding/removing finalizers; removals are guarded by a `test` of the
+    element, so a concurrent change of the list fails the patch instead of removing another."""
+    current = list(obj["metadata"].get("finalizers") or [])
+    ops: list[Obj] = []
+    for index in sorted((i for i, f in enumerate(current) if f in set(remove)), reverse=True):
+        path = f"/metadata/finalizers/{index}"
+        ops += [
+            {"op": "test", "path": path, "value": current[index]},
+            {"op": "remove", "path": path},
+        ]
+    missing = [f for f in add if f not in current]
+    if missing and "finalizers" in obj["metadata"]:
+        ops += [{"op": "add", "path": "/metadata/finalizers/-", "value": f} for f in missing]
+    elif missing:
+        ops.append({"op": "add", "path": "/metadata/finalizers", "value": missing})
+    return ops
+
+
+async def patch_finalizers(
+    client: AsyncClient, kind: KindInfo, obj: Mapping[str, Any], add: list[str], remove: list[str]
+) -> bool:
+    """Add/remove finalizers in one request; returns whether it wrote. A vanished object is
+    fine (404): deletion completed."""
+    ops = finalizer_patch(obj, add, remove)
+    if not ops:
+        return False
+    meta = obj["metadata"]
+    try:
+        await kubeapi.request(
+            client,
+            "PATCH",
+            kind.path(meta["namespace"], meta["name"]),
+            body=ops,
+            content_type=JSON_PATCH_CONTENT_TYPE,
+        )
+    except ApiError as err:
+        if err.status.code != 404:
+            raise
+    return True
+
+
+def _owner_ref_index(obj: Mapping[str, Any], owner_uid: str) -> int | None:
+    refs = obj["metadata"].get("ownerReferences") or []
+    return next((i for i, r in enumerate(refs) if r.get("uid") == owner_uid), None)
+
+
+async def release_volume(client: AsyncClient, kind: KindInfo, pvc: Obj, owner: Obj) -> bool:
+    """Keep the PVC and its data: remove the owner's reference (so the garbage collector leaves
+    it) and note where it came from. Returns whether it wrote."""
+    owner_uid = owner["metadata"]["uid"]
+    index = _owner_ref_index(pvc, owner_uid)
+    if index is None:
+        return False
+    meta = pvc["metadata"]
+    path = f"/metadata/ownerReferences/{index}"
+    ops: list[Obj] = [
+        {"op": "test", "path": f"{path}/uid", "value": owner_uid},
+        {"op": "remove", "path": path},
+    ]
+    if "annotations" not in meta:
+        ops.append({"op": "add", "path": "/metadata/annotations", "value": {}})
+    ops.append(
+        {
+            "op": "add",
+            "path": "/metadata/annotations/" + RETAINED_ANNOTATION.replace("/", "~1"),
+            "value": owner["metadata"]["name"],
+        }
+    )
+    try:
+        await kubeapi.request(
+            client,
+            "PATCH",
+            kind.path(meta["namespace"], meta["name"]),
+            body=ops,
+            content_type=JSON_PATCH_CONTENT_TYPE,
+        )
+    except ApiError as err:
+        if err.status.code != 404:
+            raise
+    return True
+
+
+def is_released_for(pvc: Mapping[str, Any], owner: Mapping[str, Any]) -> bool:
+    """A PVC we released from a TrackingServer of this name, now owned by no controller."""
+    meta = pvc["metadata"]
+    annotations = meta.get("annotations") or {}
+    controlled = any(r.get("controller") for r in meta.get("ownerReferences") or [])
+    return annotations.get(RETAINED_ANNOTATION) == owner["metadata"]["name"] and not controlled
+
+
+async def adopt_released_volume(client: AsyncClient, kind: KindInfo, pvc: Obj, owner: Obj) -> None:
+    """Give a released PVC back to a TrackingServer of the same name (the apply that follows
+    then manages it as before)."""
+    meta = pvc["metadata"]
+    ref = {
+        "apiVersion": owner["apiVersion"],
+        "kind": owner["kind"],
+        "name": owner["metadata"]["name"],
+        "uid": owner["metadata"]["uid"],
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+    ops: list[Obj] = [
+        {"op": "test", "path": "/metadata/resourceVersion", "value": meta["resourceVersion"]}
+    ]
+    if meta.get("ownerReferences"):
+        ops.append({"op": "add", "path": "/metadata/ownerReferences/-", "value": ref})
+    else:
+        ops.append({"op": "add", "path": "/metadata/ownerReferences", "value": [ref]})
+    ops.append(
+        {"op": "remove", "path": "/metadata/annotations/" + RETAINED_ANNOTATION.replace("/", "~1")}
+    )
+    await kubeapi.request(
+        client,
+        "PATCH",
+        kind.path(meta["namespace"], meta["name"]),
+        body=ops,
+        content_type=JSON_PATCH_CONTENT_TYPE,
+    )

@@ -1,0 +1,412 @@
+"""The TrackingServer reconciler: one level-triggered pass from the spec to the cluster.
+
+Reads the TrackingServer and its children from the manager's caches, applies every desired child
+(server-side apply; nothing is sent when a child already matches), deletes owned leftovers,
+and writes status and Events only when something changed. An unchanged world costs no write.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from lightkube.core import resource as lkr
+from lightkube.core.exceptions import ApiError
+from lightkube.resources.core_v1 import PersistentVolumeClaim, Secret
+from pydantic import ValidationError
+
+from experiment_operator.api.trackingserver import TrackingServer
+from experiment_operator.runtime import kubeapi
+from experiment_operator.runtime.apply import (
+    NotOwnedError,
+    apply_owned,
+    delete_if_owned,
+    is_controlled_by,
+    update_status,
+)
+from experiment_operator.runtime.controller import Request, Result
+from experiment_operator.runtime.events import NORMAL, WARNING, EventRecorder, redact
+from experiment_operator.runtime.kubeapi import KindInfo, Obj
+from experiment_operator.runtime.logging import bind
+from experiment_operator.runtime.manager import Manager
+from experiment_operator.runtime.store import Store
+from experiment_operator.trackingserver import lifecycle, status, tls
+from experiment_operator.trackingserver.children import (
+    ChildOptions,
+    ChildRef,
+    build_children,
+    unwanted_children,
+)
+from experiment_operator.trackingserver.resources import TrackingServerResource, kind_of
+from experiment_operator.trackingserver.secrets import credentials_source
+from experiment_operator.trackingserver.status import ConditionValue, Findings
+from experiment_operator.trackingserver.workload import deployment
+
+log = logging.getLogger(__name__)
+
+SYNCED = "Synced"
+SYNCED_MESSAGE = "TrackingServer synced successfully"
+FAILED_SYNC = "FailedSync"
+INVALID_SPEC = "InvalidSpec"
+
+CREDENTIALS_RECHECK_SECONDS = 30.0
+TLS_SECRET_RECHECK_SECONDS = 60.0
+"""A user's TLS Secret is not in our label-selected cache, so its appearance fires no event:
+while an https URL has no Secret, look again at this interval."""
+NOT_SERVED_RECHECK_SECONDS = 300.0
+
+SECRET = KindInfo.of(Secret)
+PVC = KindInfo.of(PersistentVolumeClaim)
+ROUTING_KINDS = frozenset({"IngressRoute", "Middleware", "Ingress"})
+
+
+class SyncError(Exception):
+    """A reconcile failed; the message is redacted (it reaches logs and Events)."""
+
+
+@dataclass
+class _Pass:
+    """Mutable state of one reconcile pass."""
+
+    obj: Obj
+    ts: TrackingServer
+    wrote: bool = False
+    foreign: list[str] = field(default_factory=list)
+    not_served: list[str] = field(default_factory=list)
+    problems: list[ConditionValue] = field(default_factory=list)
+    volume: ConditionValue | None = None
+    deployment: Obj | None = None
+    routing_failed: bool = False
+    requeue_after: list[float] = field(default_factory=list)
+
+    @property
+    def namespace(self) -> str:
+        return self.ts.metadata.namespace or ""
+
+    @property
+    def name(self) -> str:
+        return self.ts.metadata.name
+
+    @property
+    def uid(self) -> str:
+        return self.ts.metadata.uid or ""
+
+
+def secret_values(ts: TrackingServer) -> list[str]:
+    """Every spec value that must never reach a log line, an Event or status."""
+    spec = ts.spec
+    return [
+        spec.aws_access_key.get_secret_value(),
+        spec.aws_secret_key.get_secret_value(),
+        spec.backend_uri.get_secret_value(),
+        spec.key.get_secret_value(),
+    ]
+
+
+class TrackingServerReconciler:
+    """Drives one TrackingServer's children towards its spec (see the module docstring)."""
+
+    def __init__(
+        self,
+        manager: Manager,
+        options: ChildOptions,
+        recorder: EventRecorder,
+        *,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.manager = manager
+        self.client = manager.client
+        self.options = options
+        self.recorder = recorder
+        self.clock = clock
+
+    async def reconcile(self, request: Request) -> Result:
+        obj = self.manager.cache(TrackingServerResource).get(request.namespace, request.name)
+        if obj is None:
+            return Result()  # deleted: the garbage collector removes the children
+        try:
+            ts = TrackingServer.from_api(obj)
+        except ValidationError as err:
+            # Never quote the input: it may be a credential. Locations and messages only.
+            where = "; ".join(
+                f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in err.errors()
+            )
+            await self.recorder.event(obj, WARNING, INVALID_SPEC, f"invalid spec: {where}")
+            return Result()
+        try:
+            return await self._reconcile(_Pass(obj, ts))
+        except Exception as err:
+            message = redact(str(err) or type(err).__name__, secret_values(ts))
+            await self.recorder.event(obj, WARNING, FAILED_SYNC, f"Failed to sync: {message}")
+            raise SyncError(message) from None
+
+    # --- the pass ---
+
+    async def _reconcile(self, p: _Pass) -> Result:
+        if p.ts.metadata.deletion_timestamp:
+            await self._finalize(p)
+            return Result()
+        logger = bind(log, key=f"{p.namespace}/{p.name}")
+        tls_value, tls_present, keep_tls_secret = await self._tls(p)
+        await self._check_credentials(p)
+        self._check_volume_spec(p)
+        children = build_children(p.ts, self.options, tls_secret_present=tls_present)
+        unwanted = unwanted_children(p.name, children)
+        if keep_tls_secret:  # an invalid cert/key: neither write it nor delete what exists
+            children = [c for c in children if not self._is_tls_secret(c, p)]
+        credentials_version: str | None = None
+        for child in children:
+            if child["kind"] == "Deployment":
+                child = deployment(p.ts, credentials_version=credentials_version)
+            applied = await self._apply(p, child)
+            if applied is not None and self._is_owned_credentials(child, p):
+                credentials_version = applied["metadata"].get("resourceVersion")
+            if child["kind"] == "Deployment":
+                p.deployment = applied
+        await self._delete_unwanted(p, unwanted)
+        await self._update_finalizers(p)
+        findings = Findings(
+            tls=tls_value,
+            volume=p.volume or self._volume_condition(p),
+            problems=self._ready_problems(p),
+            deployment=p.deployment,
+            routed=not p.routing_failed,
+        )
+        new_status, warnings = status.compute_status(p.ts, findings, now=self.clock())
+        await update_status(self.client, TrackingServerResource, p.obj, new_status)
+        for warning in warnings:
+            await self.recorder.event(p.obj, WARNING, warning.reason, warning.message)
+        if p.wrote:
+            logger.info("children synced")
+            await self.recorder.event(p.obj, NORMAL, SYNCED, SYNCED_MESSAGE)
+        return Result(requeue_after=min(p.requeue_after, default=None))
+
+    # --- spec checks ---
+
+    async def _tls(self, p: _Pass) -> tuple[ConditionValue, bool, bool]:
+        """The TLS condition, whether a Secret `<name>` will exist for routing, and whether an
+        existing one must be kept as is (the spec's cert/key are invalid)."""
+        spec = p.ts.spec
+        if spec.tls_enabled:
+            check = tls.check_tls_pair(spec.cert, spec.key.get_secret_value(), now=self.clock())
+            if check.reason == tls.VALID:
+                return ConditionValue("True", "Valid", check.message), True, False
+            if check.expired:
+                message = f"{check.message}; it is still served"
+                return ConditionValue("False", check.reason, message), True, False
+            p.problems.append(ConditionValue("False", check.reason, check.message))
+            existing = await self._read_secret(p, p.name)
+            return ConditionValue("False", check.reason, check.message), existing is not None, True
+        existing = await self._read_secret(p, p.name)
+        if existing is not None and not is_controlled_by(existing, p.uid):
+            return (
+                ConditionValue("True", "UserSecret", f"serving the Secret {p.name}"),
+                True,
+                False,
+            )
+        if spec.url.startswith("https:"):
+            p.requeue_after.append(TLS_SECRET_RECHECK_SECONDS)
+            message = (
+                f"url is https but there is no cert/key and no Secret {p.name}: served without "
+                f"TLS until one exists (checked every {TLS_SECRET_RECHECK_SECONDS:.0f}s)"
+            )
+            return ConditionValue("False", status.TLS_SECRET_NOT_FOUND, message), False, False
+        return ConditionValue("True", "NotRequested", "url is http"), False, False
+
+    async def _read_secret(self, p: _Pass, name: str) -> Obj | None:
+        """A Secret from our cache, else from the server (a user's Secret is not cached)."""
+        cached = self.manager.cache(Secret).get(p.namespace, name)
+        if cached is not None:
+            return cached
+        return await kubeapi.get(self.client, SECRET, p.namespace, name)
+
+    async def _check_credentials(self, p: _Pass) -> None:
+        source = credentials_source(p.ts)
+        if source is None or source.owned:
+            return
+        if await self._read_secret(p, source.secret_name) is None:
+            p.problems.append(
+                ConditionValue(
+                    "False",
+                    status.CREDENTIALS_SECRET_NOT_FOUND,
+                    f"the Secret {source.secret_name} named by s3CredentialsSecretRef does not "
+                    "exist",
+                )
+            )
+            p.requeue_after.append(CREDENTIALS_RECHECK_SECONDS)
+
+    def _check_volume_spec(self, p: _Pass) -> None:
+        spec = p.ts.spec
+        if (spec.volume_size == "") != (spec.storage_class_name == ""):
+            given, missing = (
+                ("volumeSize", "storageClassName")
+                if spec.volume_size
+                else ("storageClassName", "volumeSize")
+            )
+            p.volume = ConditionValue(
+                "False",
+                status.INCOMPLETE_VOLUME_SPEC,
+                f"{given} is set but {missing} is empty: no volume is made (set both)",
+            )
+
+    def _volume_condition(self, p: _Pass) -> ConditionValue:
+        spec = p.ts.spec
+        if spec.volume_enabled:
+            return ConditionValue(
+                "True",
+                "Applied",
+                f"PersistentVolumeClaim {p.name}: {spec.volume_size} of {spec.storage_class_name}",
+            )
+        return ConditionValue("True", "NotRequested", "no volume requested")
+
+    def _ready_problems(self, p: _Pass) -> list[ConditionValue]:
+        problems: list[ConditionValue] = []
+        if p.foreign:
+            problems.append(
+                ConditionValue(
+                    "False",
+                    status.FOREIGN_OBJECT,
+                    f"{', '.join(p.foreign)} already exist(s) and is not controlled by this "
+                    "TrackingServer; left untouched: delete or rename it",
+                )
+            )
+        if p.not_served:
+            problems.append(
+                ConditionValue(
+                    "False",
+                    status.API_NOT_SERVED,
+                    f"{', '.join(p.not_served)} not served by the cluster: install the CRDs or "
+                    "choose another --ingress-controller",
+                )
+            )
+        return problems + p.problems
+
+    # --- children ---
+
+    def _store(self, res: type[lkr.Resource]) -> Store | None:
+        """The cache of a kind if this controller watches it, else None."""
+        try:
+            return self.manager.cache(res)
+        except KeyError:
+            return None
+
+    def _is_tls_secret(self, child: Obj, p: _Pass) -> bool:
+        return bool(child["kind"] == "Secret" and child["metadata"]["name"] == p.name)
+
+    def _is_owned_credentials(self, child: Obj, p: _Pass) -> bool:
+        source = credentials_source(p.ts)
+        return (
+            child["kind"] == "Secret"
+            and source is not None
+            and source.owned
+            and child["metadata"]["name"] == source.secret_name
+        )
+
+    async def _apply(self, p: _Pass, child: Obj) -> Obj | None:
+        """Apply one child; foreign objects, unserved APIs and forbidden volume changes are
+        recorded for the status instead of failing the pass."""
+        kind, name = child["kind"], child["metadata"]["name"]
+        res = kind_of(child["apiVersion"], kind)
+        store = self._store(res) if res is not None else None
+        if res is not None and store is not None and not self.manager.is_served(res):
+            p.not_served.append(f"{kind} ({child['apiVersion']})")
+            p.routing_failed = p.routing_failed or kind in ROUTING_KINDS
+            p.requeue_after.append(NOT_SERVED_RECHECK_SECONDS)
+            return None
+        live = store.get(p.namespace, name) if store is not None else None
+        if (
+            live is not None
+            and kind == "PersistentVolumeClaim"
+            and lifecycle.is_released_for(live, p.obj)
+        ):
+            await lifecycle.adopt_released_volume(self.client, PVC, live, p.obj)
+            p.wrote, live = True, None
+        try:
+            applied = await apply_owned(self.client, child, p.obj, live=live)
+        except NotOwnedError as err:
+            p.foreign.append(f"{err.kind} {err.name}")
+            p.routing_failed = p.routing_failed or kind in ROUTING_KINDS
+            if kind == "PersistentVolumeClaim":
+                p.volume = ConditionValue("False", status.FOREIGN_OBJECT, str(err))
+            return None
+        except ApiError as err:
+            if kind != "PersistentVolumeClaim" or err.status.code not in (403, 422):
+                raise
+            message = redact(err.status.message or str(err), secret_values(p.ts))
+            forbidden = ConditionValue("False", status.VOLUME_UPDATE_FORBIDDEN, message)
+            p.volume = forbidden
+            p.problems.append(forbidden)
+            return live
+        if live is None or applied.get("metadata", {}).get("resourceVersion") != live[
+            "metadata"
+        ].get("resourceVersion"):
+            p.wrote = True
+            log.info("applied", extra={"key": f"{p.namespace}/{name}", "kind": kind})
+        return applied
+
+    async def _delete_unwanted(self, p: _Pass, unwanted: list[ChildRef]) -> None:
+        """Delete (or, for a retained volume, release) owned children no longer desired.
+
+        Our children carry our labels, so the caches hold them; objects the original
+        controller made do not, and are looked up on the server while its finalizer is still
+        on the TrackingServer (its first reconcile by this operator)."""
+        legacy = lifecycle.LEGACY_FINALIZER in p.ts.metadata.finalizers
+        for ref in unwanted:
+            res = kind_of(ref.api_version, ref.kind)
+            if res is None:
+                continue
+            store = self._store(res)
+            live = store.get(p.namespace, ref.name) if store is not None else None
+            if live is None and legacy:
+                live = await kubeapi.get(self.client, KindInfo.of(res), p.namespace, ref.name)
+            if live is None or not is_controlled_by(live, p.uid):
+                continue
+            if (
+                ref.kind == "PersistentVolumeClaim"
+                and p.ts.spec.volume_retention_policy == "Retain"
+            ):
+                written = await lifecycle.release_volume(self.client, PVC, live, p.obj)
+            else:
+                written = await delete_if_owned(
+                    self.client, KindInfo.of(res), p.namespace, ref.name, p.uid, live=live
+                )
+            if written:
+                p.wrote = True
+                log.info("removed", extra={"key": f"{p.namespace}/{ref.name}", "kind": ref.kind})
+
+    # --- finalizers ---
+
+    async def _update_finalizers(self, p: _Pass) -> None:
+        pvc = self.manager.cache(PersistentVolumeClaim).get(p.namespace, p.name)
+        retain = (
+            p.ts.spec.volume_retention_policy == "Retain"
+            and pvc is not None
+            and is_controlled_by(pvc, p.uid)
+        )
+        add = [lifecycle.RETAIN_FINALIZER] if retain else []
+        remove = [lifecycle.LEGACY_FINALIZER]
+        if not retain:
+            remove.append(lifecycle.RETAIN_FINALIZER)
+        if await lifecycle.patch_finalizers(
+            self.client, KindInfo.of(TrackingServerResource), p.obj, add, remove
+        ):
+            p.wrote = True
+
+    async def _finalize(self, p: _Pass) -> None:
+        """The TrackingServer is being deleted: release a retained volume, drop our finalizers
+        (and the original controller's), and let the garbage collector do the rest."""
+        finalizers = p.ts.metadata.finalizers
+        remove = [lifecycle.LEGACY_FINALIZER]
+        if lifecycle.RETAIN_FINALIZER in finalizers:
+            remove.append(lifecycle.RETAIN_FINALIZER)
+            if p.ts.spec.volume_retention_policy == "Retain":
+                pvc = self.manager.cache(PersistentVolumeClaim).get(p.namespace, p.name)
+                if pvc is None:
+                    pvc = await kubeapi.get(self.client, PVC, p.namespace, p.name)
+                if pvc is not None and is_controlled_by(pvc, p.uid):
+                    await lifecycle.release_volume(self.client, PVC, pvc, p.obj)
+        await lifecycle.patch_finalizers(
+            self.client, KindInfo.of(TrackingServerResource), p.obj, [], remove
+        )

@@ -1,0 +1,62 @@
+"""The API kinds the TrackingServer controller reads and writes, as lightkube resource classes.
+
+The CRD-backed kinds are generic resources; creating them registers them with lightkube, which
+the runtime's apply helpers need to map a child dict to its REST path.
+"""
+
+from __future__ import annotations
+
+from lightkube import AsyncClient
+from lightkube.core import resource as lkr
+from lightkube.generic_resource import create_namespaced_resource
+from lightkube.resources.apps_v1 import Deployment
+from lightkube.resources.core_v1 import PersistentVolumeClaim, Secret, Service
+from lightkube.resources.networking_v1 import Ingress
+
+from experiment_operator.api.trackingserver import GROUP, KIND, PLURAL, VERSION
+from experiment_operator.runtime import kubeapi
+from experiment_operator.runtime.kubeapi import KindInfo
+from experiment_operator.trackingserver.children import TRAEFIK_GROUPS
+from experiment_operator.trackingserver.routing import TRAEFIK_VERSION
+
+TrackingServerResource = create_namespaced_resource(GROUP, VERSION, KIND, PLURAL)
+
+INGRESS_ROUTES = {
+    group: create_namespaced_resource(group, TRAEFIK_VERSION, "IngressRoute", "ingressroutes")
+    for group in TRAEFIK_GROUPS
+}
+MIDDLEWARES = {
+    group: create_namespaced_resource(group, TRAEFIK_VERSION, "Middleware", "middlewares")
+    for group in TRAEFIK_GROUPS
+}
+
+CORE_CHILD_KINDS: tuple[type[lkr.Resource], ...] = (
+    PersistentVolumeClaim,
+    Secret,
+    Deployment,
+    Service,
+    Ingress,
+)
+
+
+def child_kinds(traefik_group: str) -> list[type[lkr.Resource]]:
+    """The kinds the controller owns (and caches): the core ones and one Traefik group's."""
+    return [*CORE_CHILD_KINDS, INGRESS_ROUTES[traefik_group], MIDDLEWARES[traefik_group]]
+
+
+def kind_of(api_version: str, kind: str) -> type[lkr.Resource] | None:
+    """The resource class of a child identity, if it is one of ours."""
+    for res in (*CORE_CHILD_KINDS, *INGRESS_ROUTES.values(), *MIDDLEWARES.values()):
+        info = KindInfo.of(res)
+        if info.api_version == api_version and info.kind == kind:
+            return res
+    return None
+
+
+async def served_traefik_group(client: AsyncClient) -> str:
+    """`traefik.io` when the cluster serves its IngressRoute, else the seed's legacy group if
+    served, else `traefik.io` (its routing objects are then reported as not served)."""
+    for group in TRAEFIK_GROUPS:
+        if await kubeapi.is_served(client, KindInfo.of(INGRESS_ROUTES[group])):
+            return group
+    return TRAEFIK_GROUPS[0]

@@ -1,0 +1,137 @@
+"""The TrackingServer's status, computed purely from what one reconcile found.
+
+Conditions: `Ready` (the summary, with the most important reason first), `TLS` and `Volume`
+(what the seed left implicit). Timestamps only move when a condition's status changes, so an
+unchanged world yields an identical status and the status writer makes no request.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from experiment_operator.api.conditions import READY, Condition, ConditionStatus, set_condition
+from experiment_operator.api.trackingserver import TrackingServer
+
+TLS = "TLS"
+VOLUME = "Volume"
+
+AVAILABLE = "Available"
+PROGRESSING = "Progressing"
+FOREIGN_OBJECT = "ForeignObject"
+API_NOT_SERVED = "APINotServed"
+CREDENTIALS_SECRET_NOT_FOUND = "CredentialsSecretNotFound"
+VOLUME_UPDATE_FORBIDDEN = "VolumeUpdateForbidden"
+INCOMPLETE_VOLUME_SPEC = "IncompleteVolumeSpec"
+TLS_SECRET_NOT_FOUND = "SecretNotFound"
+
+WARNING_REASONS = frozenset(
+    {
+        FOREIGN_OBJECT,
+        API_NOT_SERVED,
+        CREDENTIALS_SECRET_NOT_FOUND,
+        VOLUME_UPDATE_FORBIDDEN,
+        INCOMPLETE_VOLUME_SPEC,
+        TLS_SECRET_NOT_FOUND,
+        "InvalidCertificate",
+        "InvalidPrivateKey",
+        "CertificateKeyMismatch",
+        "CertificateExpired",
+    }
+)
+"""Condition reasons that also deserve a Warning Event (once, when they appear or change)."""
+
+
+@dataclass(frozen=True)
+class ConditionValue:
+    status: ConditionStatus
+    reason: str
+    message: str
+
+
+@dataclass
+class Findings:
+    """What a reconcile observed; problems are listed in the order they should be reported."""
+
+    tls: ConditionValue
+    volume: ConditionValue
+    problems: list[ConditionValue] = field(default_factory=list)
+    """Reasons the server cannot be Ready regardless of the Deployment (Ready=False)."""
+    deployment: dict[str, Any] | None = None
+    routed: bool = False
+    """Whether every routing object (or none, by option) is in place."""
+
+
+def deployment_readiness(ts: TrackingServer, deployment: dict[str, Any] | None) -> ConditionValue:
+    """Available when the Deployment controller has seen the current spec and at least `size`
+    updated replicas are ready; otherwise Progressing with what is missing."""
+    if deployment is None:
+        return ConditionValue("False", PROGRESSING, "the Deployment does not exist yet")
+    meta, status = deployment["metadata"], deployment.get("status") or {}
+    size = ts.spec.size
+    if status.get("observedGeneration", 0) < meta.get("generation", 0):
+        return ConditionValue(
+            "False", PROGRESSING, "waiting for the Deployment controller to see the new spec"
+        )
+    ready = status.get("readyReplicas", 0)
+    updated = status.get("updatedReplicas", 0)
+    available = any(
+        c.get("type") == "Available" and c.get("status") == "True"
+        for c in status.get("conditions") or []
+    )
+    if ready >= size and updated >= size and (available or size == 0):
+        return ConditionValue("True", AVAILABLE, f"{ready}/{size} replicas ready")
+    return ConditionValue(
+        "False", PROGRESSING, f"{ready}/{size} replicas ready, {updated}/{size} updated"
+    )
+
+
+def ready_condition(ts: TrackingServer, findings: Findings) -> ConditionValue:
+    if findings.problems:
+        first = findings.problems[0]
+        message = "; ".join(p.message for p in findings.problems)
+        return ConditionValue("False", first.reason, message)
+    return deployment_readiness(ts, findings.deployment)
+
+
+def compute_status(
+    ts: TrackingServer, findings: Findings, *, now: datetime
+) -> tuple[dict[str, Any], list[ConditionValue]]:
+    """The new status as the API stores it, and the warnings that are new since the last one."""
+    generation = ts.metadata.generation
+    previous = ts.status.conditions
+    conditions: list[Condition] = list(previous)
+    values = {
+        READY: ready_condition(ts, findings),
+        TLS: findings.tls,
+        VOLUME: findings.volume,
+    }
+    warnings: list[ConditionValue] = []
+    for type_, value in values.items():
+        before = next((c for c in previous if c.type == type_), None)
+        changed = before is None or (before.reason, before.message) != (
+            value.reason,
+            value.message,
+        )
+        if changed and value.reason in WARNING_REASONS and value not in warnings:
+            warnings.append(value)
+        conditions = set_condition(
+            conditions,
+            type_,
+            value.status,
+            value.reason,
+            value.message,
+            observed_generation=generation,
+            now=now,
+        )
+    status: dict[str, Any] = {"conditions": [c.to_api() for c in conditions]}
+    if generation is not None:
+        status["observedGeneration"] = generation
+    if findings.routed:
+        status["url"] = ts.spec.url
+    dep_status = (findings.deployment or {}).get("status") or {}
+    if findings.deployment is not None:
+        status["replicas"] = dep_status.get("replicas", 0)
+        status["readyReplicas"] = dep_status.get("readyReplicas", 0)
+    return status, warnings
