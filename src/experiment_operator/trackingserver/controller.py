@@ -15,7 +15,7 @@ from experiment_operator.runtime.events import EventRecorder
 from experiment_operator.runtime.manager import Manager
 from experiment_operator.trackingserver.children import ChildOptions, IngressController
 from experiment_operator.trackingserver.labels import MANAGED_BY, MANAGED_BY_LABEL
-from experiment_operator.trackingserver.reconciler import TrackingServerReconciler
+from experiment_operator.trackingserver.reconciler import RECHECK_SECONDS, TrackingServerReconciler
 from experiment_operator.trackingserver.resources import (
     TrackingServerResource,
     child_kinds,
@@ -49,10 +49,14 @@ def setup(
     name: str = CONTROLLER_NAME,
     max_concurrent_reconciles: int = 4,
     resync_period: float | None = None,
+    recheck_interval: float = RECHECK_SECONDS,
 ) -> Controller:
     """Register the controller: For(TrackingServer), Owns(every child kind)."""
     reconciler = TrackingServerReconciler(
-        manager, options, EventRecorder(manager.client, EVENT_COMPONENT)
+        manager,
+        options,
+        EventRecorder(manager.client, EVENT_COMPONENT),
+        recheck_interval=recheck_interval,
     )
     return (
         ControllerBuilder(manager)

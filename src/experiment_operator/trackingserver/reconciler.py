@@ -51,11 +51,10 @@ SYNCED_MESSAGE = "TrackingServer synced successfully"
 FAILED_SYNC = "FailedSync"
 INVALID_SPEC = "InvalidSpec"
 
-CREDENTIALS_RECHECK_SECONDS = 30.0
-TLS_SECRET_RECHECK_SECONDS = 60.0
-"""A user's TLS Secret is not in our label-selected cache, so its appearance fires no event:
-while an https URL has no Secret, look again at this interval."""
-NOT_SERVED_RECHECK_SECONDS = 300.0
+RECHECK_SECONDS = 30.0
+"""Secrets of the user (a referenced S3 credentials Secret, a TLS Secret made by e.g.
+cert-manager) are not in our label-selected caches, so their appearance fires no event: while
+one is missing, look again at this interval. An unserved routing API is rechecked 10x slower."""
 
 SECRET = KindInfo.of(Secret)
 PVC = KindInfo.of(PersistentVolumeClaim)
@@ -115,12 +114,14 @@ class TrackingServerReconciler:
         recorder: EventRecorder,
         *,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        recheck_interval: float = RECHECK_SECONDS,
     ) -> None:
         self.manager = manager
         self.client = manager.client
         self.options = options
         self.recorder = recorder
         self.clock = clock
+        self.recheck_interval = recheck_interval
 
     async def reconcile(self, request: Request) -> Result:
         obj = self.manager.cache(TrackingServerResource).get(request.namespace, request.name)
@@ -207,10 +208,10 @@ class TrackingServerReconciler:
                 False,
             )
         if spec.url.startswith("https:"):
-            p.requeue_after.append(TLS_SECRET_RECHECK_SECONDS)
+            p.requeue_after.append(self.recheck_interval)
             message = (
                 f"url is https but there is no cert/key and no Secret {p.name}: served without "
-                f"TLS until one exists (checked every {TLS_SECRET_RECHECK_SECONDS:.0f}s)"
+                "TLS until one exists"
             )
             return ConditionValue("False", status.TLS_SECRET_NOT_FOUND, message), False, False
         return ConditionValue("True", "NotRequested", "url is http"), False, False
@@ -235,7 +236,7 @@ class TrackingServerReconciler:
                     "exist",
                 )
             )
-            p.requeue_after.append(CREDENTIALS_RECHECK_SECONDS)
+            p.requeue_after.append(self.recheck_interval)
 
     def _check_volume_spec(self, p: _Pass) -> None:
         spec = p.ts.spec
@@ -313,7 +314,7 @@ class TrackingServerReconciler:
         if res is not None and store is not None and not self.manager.is_served(res):
             p.not_served.append(f"{kind} ({child['apiVersion']})")
             p.routing_failed = p.routing_failed or kind in ROUTING_KINDS
-            p.requeue_after.append(NOT_SERVED_RECHECK_SECONDS)
+            p.requeue_after.append(10 * self.recheck_interval)
             return None
         live = store.get(p.namespace, name) if store is not None else None
         if (

@@ -1,0 +1,305 @@
+"""Operators started and stopped within a test (as the ServiceAccount, scoped to the test's
+namespace): no writes when idle or restarted, option changes, and taking over what the original
+controller created."""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from lightkube import AsyncClient
+from prometheus_client import REGISTRY
+
+from experiment_operator.envtest.objects import (
+    condition,
+    create,
+    events,
+    get,
+    sample,
+    trackingserver,
+)
+from experiment_operator.envtest.operator import run_operator
+from experiment_operator.envtest.wait import eventually
+from experiment_operator.runtime import kubeapi
+from experiment_operator.runtime.kubeapi import KindInfo, Obj
+from experiment_operator.trackingserver.children import ChildOptions, IngressController
+from experiment_operator.trackingserver.lifecycle import LEGACY_FINALIZER
+
+pytestmark = pytest.mark.integration
+
+NAME = "trackingserver"
+KINDS = [
+    ("apps/v1", "Deployment"),
+    ("v1", "Service"),
+    ("v1", "Secret"),
+    ("v1", "PersistentVolumeClaim"),
+    ("networking.k8s.io/v1", "Ingress"),
+    ("traefik.io/v1alpha1", "IngressRoute"),
+    ("traefik.io/v1alpha1", "Middleware"),
+    ("traefik.containo.us/v1alpha1", "IngressRoute"),
+    ("traefik.containo.us/v1alpha1", "Middleware"),
+    ("experiment.aiscope/v1alpha2", "TrackingServer"),
+    ("v1", "Event"),
+]
+
+
+def reconciles(controller: str) -> float:
+    value = REGISTRY.get_sample_value(
+        "controller_runtime_reconcile_total", {"controller": controller, "result": "success"}
+    )
+    return value or 0.0
+
+
+async def wait_reconciles(controller: str, count: int, within: float = 30.0) -> None:
+    target = reconciles(controller) + count
+    await eventually(lambda: reconciles(controller) >= target, within=within)
+
+
+async def resource_versions(kube: AsyncClient, ns: str) -> dict[tuple[str, str, str], str]:
+    """(apiVersion, kind, name) → resourceVersion of every object of our kinds in `ns`."""
+    versions: dict[tuple[str, str, str], str] = {}
+    for api_version, kind in KINDS:
+        info = KindInfo.for_object({"apiVersion": api_version, "kind": kind})
+        for obj in (await kubeapi.list_all(kube, info, ns, None))[0]:
+            meta = obj["metadata"]
+            versions[(api_version, kind, meta["name"])] = meta["resourceVersion"]
+    return versions
+
+
+async def ready(kube: AsyncClient, ns: str) -> bool:
+    return condition(await trackingserver(kube, ns)).get("status") == "True"
+
+
+async def test_no_writes_when_nothing_changed_and_on_restart(
+    operator_kubeconfig: Path, kube: AsyncClient, namespace: str
+) -> None:
+    async with run_operator(
+        operator_kubeconfig, namespaces=[namespace], resync_period=0.3, name="ts-idle"
+    ) as op:
+        await create(kube, sample("blog", namespace))
+        await eventually(lambda: ready(kube, namespace), within=60)
+        await wait_reconciles("ts-idle", 5)  # let the Deployment's last status updates settle
+        mark = len(op.requests)
+        before = await resource_versions(kube, namespace)
+        await wait_reconciles("ts-idle", 5)  # forced reconciles (resync) of a converged CR
+        assert op.writes(mark) == []
+        assert await resource_versions(kube, namespace) == before
+
+    async with run_operator(
+        operator_kubeconfig, namespaces=[namespace], resync_period=0.3, name="ts-restart"
+    ) as op:
+        await wait_reconciles("ts-restart", 3)
+        assert op.writes() == [], "a restart wrote"
+        verbs = {method for method, _, _ in op.requests}
+        assert verbs == {"GET"}  # lists and watches only
+    assert await resource_versions(kube, namespace) == before
+
+
+async def routing(kube: AsyncClient, ns: str) -> set[tuple[str, str]]:
+    """(kind/apiVersion, name) of the routing objects in the namespace."""
+    found = set()
+    for api_version, kind in KINDS:
+        if kind in ("IngressRoute", "Middleware", "Ingress"):
+            info = KindInfo.for_object({"apiVersion": api_version, "kind": kind})
+            for obj in (await kubeapi.list_all(kube, info, ns, None))[0]:
+                found.add((f"{kind}/{api_version}", obj["metadata"]["name"]))
+    return found
+
+
+async def test_switching_the_ingress_controller_removes_what_is_not_needed(
+    operator_kubeconfig: Path, kube: AsyncClient, namespace: str
+) -> None:
+    traefik = {("IngressRoute/traefik.io/v1alpha1", NAME), ("Middleware/traefik.io/v1alpha1", NAME)}
+    nginx = {
+        ("Ingress/networking.k8s.io/v1", NAME),
+        ("Ingress/networking.k8s.io/v1", f"{NAME}-static"),
+    }
+    await create(kube, sample("blog", namespace))
+    for controller, expected in [
+        (IngressController.TRAEFIK, traefik),
+        (IngressController.NGINX, nginx),
+        (IngressController.NONE, set()),
+    ]:
+        options = ChildOptions(ingress_controller=controller)
+        async with run_operator(operator_kubeconfig, namespaces=[namespace], options=options):
+
+            async def switched(expected: set[tuple[str, str]] = expected) -> bool:
+                return await routing(kube, namespace) == expected
+
+            await eventually(switched)
+    ingress = await get(kube, "networking.k8s.io/v1", "Ingress", namespace, NAME)
+    assert ingress is None
+
+
+async def test_legacy_traefik_group(
+    operator_kubeconfig: Path, kube: AsyncClient, namespace: str
+) -> None:
+    """Clusters that only serve the original controller's `traefik.containo.us`."""
+    options = ChildOptions(traefik_group="traefik.containo.us")
+    async with run_operator(operator_kubeconfig, namespaces=[namespace], options=options):
+        await create(kube, sample("blog", namespace))
+        await eventually(lambda: ready(kube, namespace), within=60)
+        legacy = {
+            ("IngressRoute/traefik.containo.us/v1alpha1", NAME),
+            ("Middleware/traefik.containo.us/v1alpha1", NAME),
+        }
+        assert await routing(kube, namespace) == legacy
+        route = await get(kube, "traefik.containo.us/v1alpha1", "IngressRoute", namespace, NAME)
+        assert route is not None
+        assert route["spec"]["tls"] == {"secretName": NAME}
+
+
+SEED_MANAGER = "controller-manager.exe"
+
+
+def seed_children(ts: Obj) -> list[Obj]:
+    """The children as the original Go controller created them: plain create calls, its
+    labels only, credentials as plaintext env values, defaulted strategy, legacy Traefik group."""
+    name, spec = ts["metadata"]["name"], ts["spec"]
+    ref = {
+        "apiVersion": ts["apiVersion"],
+        "kind": ts["kind"],
+        "name": name,
+        "uid": ts["metadata"]["uid"],
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+    def meta(**extra: Any) -> Obj:
+        return {"name": name, "namespace": ts["metadata"]["namespace"], "ownerReferences": [ref]}
+
+    labels = {"app": "trackingserver", "ts_name": name}
+    env = [
+        {"name": "MLFLOW_TRACKING_URI", "value": spec["url"]},
+        {"name": "MLFLOW_S3_ENDPOINT_URL", "value": spec["s3_endpoint_url"]},
+        {"name": "AWS_ACCESS_KEY_ID", "value": spec["aws_access_key"]},
+        {"name": "AWS_SECRET_ACCESS_KEY", "value": spec["aws_secret_key"]},
+        {"name": "ARTIFACT_ROOT", "value": spec["artifact_root"]},
+        {"name": "BACKEND_URI", "value": spec["backend_uri"]},
+    ]
+    volume = {"name": "trackingserver-sqllite-data", "persistentVolumeClaim": {"claimName": name}}
+    host_rule = "Host(`mlflow.platform.aiscope.io`)"
+
+    def b64(text: str) -> str:
+        return base64.b64encode(text.encode()).decode()
+
+    return [
+        {
+            "apiVersion": "v1",
+            "kind": "PersistentVolumeClaim",
+            "metadata": meta(),
+            "spec": {
+                "accessModes": ["ReadWriteOnce"],
+                "storageClassName": spec["storageClassName"],
+                "resources": {"requests": {"storage": spec["volumeSize"]}},
+            },
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": meta(),
+            "type": "kubernetes.io/tls",
+            "data": {"tls.crt": b64(spec["cert"]), "tls.key": b64(spec["key"])},
+        },
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": meta(),
+            "spec": {
+                "replicas": spec["size"],
+                "selector": {"matchLabels": labels},
+                "template": {
+                    "metadata": {"labels": labels},
+                    "spec": {
+                        "containers": [
+                            {
+                                "name": "mlflow",
+                                "image": spec["image"],
+                                "imagePullPolicy": "IfNotPresent",
+                                "ports": [{"containerPort": 5000, "name": "server"}],
+                                "env": env,
+                                "volumeMounts": [{"name": volume["name"], "mountPath": "/mlflow"}],
+                            }
+                        ],
+                        "volumes": [volume],
+                    },
+                },
+            },
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": meta(),
+            "spec": {
+                "selector": labels,
+                "ports": [{"name": "server", "port": 5000, "targetPort": 5000}],
+            },
+        },
+        {
+            "apiVersion": "traefik.containo.us/v1alpha1",
+            "kind": "Middleware",
+            "metadata": meta(),
+            "spec": {"stripPrefix": {"prefixes": ["/platform"]}},
+        },
+        {
+            "apiVersion": "traefik.containo.us/v1alpha1",
+            "kind": "IngressRoute",
+            "metadata": meta(),
+            "spec": {
+                "entryPoints": ["websecure", "web"],
+                "routes": [
+                    {
+                        "kind": "Rule",
+                        "match": f"{host_rule} && PathPrefix(`/platform`)",
+                        "middlewares": [{"name": name}],
+                        "services": [{"name": name, "port": 5000}],
+                    }
+                ],
+                "tls": {"secretName": name},
+            },
+        },
+    ]
+
+
+async def test_children_of_the_original_controller_are_taken_over_in_place(
+    operator_kubeconfig: Path, kube: AsyncClient, namespace: str
+) -> None:
+    cr = sample("repo", namespace)
+    cr["metadata"]["finalizers"] = [LEGACY_FINALIZER]
+    ts = await create(kube, cr, field_manager="kubectl")
+    seeded = {}
+    for obj in seed_children(ts):
+        made = await create(kube, obj, field_manager=SEED_MANAGER)
+        seeded[(obj["apiVersion"], obj["kind"])] = made
+
+    async with run_operator(operator_kubeconfig, namespaces=[namespace]):
+
+        async def finalizer_removed() -> bool:
+            stored = await trackingserver(kube, namespace)
+            return LEGACY_FINALIZER not in (stored["metadata"].get("finalizers") or [])
+
+        await eventually(finalizer_removed)
+        for (api_version, kind), made in seeded.items():
+            now = await get(kube, api_version, kind, namespace, NAME)
+            if api_version.startswith("traefik.containo.us"):  # replaced by traefik.io
+                assert now is None or "deletionTimestamp" in now["metadata"], kind
+                continue
+            assert now is not None, kind
+            assert now["metadata"]["uid"] == made["metadata"]["uid"], f"{kind} was replaced"
+            assert now["metadata"]["labels"]["app.kubernetes.io/managed-by"] == (
+                "experiment-operator"
+            )
+        dep = await get(kube, "apps/v1", "Deployment", namespace, NAME)
+        assert dep is not None
+        assert dep["spec"]["strategy"] == {"type": "Recreate"}
+        assert dep["spec"]["selector"] == seeded[("apps/v1", "Deployment")]["spec"]["selector"]
+        env = {e["name"]: e for e in dep["spec"]["template"]["spec"]["containers"][0]["env"]}
+        for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+            assert set(env[key]) == {"name", "valueFrom"}
+        assert "mlflow1234" not in json.dumps(dep)
+        for kind in ("IngressRoute", "Middleware"):
+            assert await get(kube, "traefik.io/v1alpha1", kind, namespace, NAME) is not None
+        assert all(e["reason"] != "FailedSync" for e in await events(kube, namespace))
