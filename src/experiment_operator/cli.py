@@ -137,7 +137,8 @@ class RunOptions:
 class _Option:
     flag: str
     convert: Callable[[str], Any]
-    default: Any
+    default: str | None
+    """Given as text, converted like a flag value (None: no default)."""
     help: str
     metavar: str | None = None
 
@@ -170,7 +171,7 @@ RUN_OPTIONS = (
     _Option(
         "--max-concurrent-reconciles",
         positive_int,
-        4,
+        "4",
         "TrackingServers reconciled in parallel; one TrackingServer is never reconciled twice "
         "at once (default: 4)",
         "N",
@@ -222,7 +223,7 @@ RUN_OPTIONS = (
     _Option(
         "--resync-period",
         duration,
-        36000.0,
+        "10h",
         "reconcile every TrackingServer at this interval even without a change, as a safety "
         "net; seconds or a duration such as 10h (default: 10h)",
         "DURATION",
@@ -250,7 +251,7 @@ def _add_run_parser(sub: Any) -> argparse.ArgumentParser:
         run.add_argument(
             option.flag,
             type=option.convert,
-            default=None,
+            default=argparse.SUPPRESS,  # absent unless given: then the environment decides
             metavar=option.metavar,
             help=f"{option.help} [env {option.env}]",
         )
@@ -289,10 +290,10 @@ def run_options(
 ) -> RunOptions:
     """Resolve each option: flag, else environment variable, else default (exit 2 if bad)."""
 
-    def from_env(env: str, convert: Callable[[str], Any], default: Any) -> Any:
-        raw = environ.get(env)
-        if raw is None or raw == "":
-            return default
+    def from_env(env: str, convert: Callable[[str], Any], default: str | None) -> Any:
+        raw = environ.get(env) or default
+        if raw is None:
+            return None
         try:
             return convert(raw)
         except (argparse.ArgumentTypeError, ValueError) as err:
@@ -300,10 +301,10 @@ def run_options(
 
     values: dict[str, Any] = {}
     for option in RUN_OPTIONS:
-        given = getattr(args, option.dest)
-        values[option.dest] = (
-            given if given is not None else from_env(option.env, option.convert, option.default)
-        )
+        if hasattr(args, option.dest):
+            values[option.dest] = getattr(args, option.dest)
+        else:
+            values[option.dest] = from_env(option.env, option.convert, option.default)
     if args.namespace is not None:
         values["namespaces"] = [n for group in args.namespace for n in group]
     else:
@@ -311,7 +312,7 @@ def run_options(
     values["leader_elect"] = (
         args.leader_elect
         if args.leader_elect is not None
-        else from_env(f"{ENV_PREFIX}LEADER_ELECT", boolean, True)
+        else from_env(f"{ENV_PREFIX}LEADER_ELECT", boolean, "true")
     )
     if values["leader_election_namespace"] is None:
         values["leader_election_namespace"] = pod_namespace(namespace_file)

@@ -1,0 +1,196 @@
+"""`experiment-operator` option parsing (flags, environment variables, errors), render and
+manifests, without a cluster."""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+
+import pytest
+import yaml
+
+from experiment_operator import cli
+from experiment_operator.trackingserver.children import IngressController
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+
+
+def options(
+    argv: list[str], env: dict[str, str] | None = None, ns_file: Path | None = None
+) -> cli.RunOptions:
+    top, run = cli.parsers()
+    args = top.parse_args(["run", *argv])
+    return cli.run_options(run, args, env or {}, ns_file or Path("/nonexistent"))
+
+
+def test_defaults() -> None:
+    opts = options([])
+    assert opts == cli.RunOptions(
+        ingress_controller=IngressController.TRAEFIK,
+        nginx_ingress_class="nginx",
+        namespaces=None,
+        max_concurrent_reconciles=4,
+        leader_elect=True,
+        leader_election_namespace="default",
+        leader_election_id="experiment-operator",
+        metrics_bind_address=("0.0.0.0", 8080),
+        health_probe_bind_address=("0.0.0.0", 8081),
+        log_format="text",
+        log_level="info",
+        resync_period=36000.0,
+        kubeconfig=None,
+    )
+
+
+def test_flags() -> None:
+    opts = options(
+        [
+            "--ingress-controller=nginx",
+            "--nginx-ingress-class",
+            "internal",
+            "--namespace=team-a,team-b",
+            "--namespace",
+            "team-c",
+            "--max-concurrent-reconciles=8",
+            "--no-leader-elect",
+            "--leader-election-namespace=ops",
+            "--leader-election-id=eo",
+            "--metrics-bind-address=127.0.0.1:9090",
+            "--health-probe-bind-address=0",
+            "--log-format=json",
+            "--log-level=DEBUG",
+            "--resync-period=1h30m",
+            "--kubeconfig=/tmp/kc",
+        ]
+    )
+    assert opts.ingress_controller is IngressController.NGINX
+    assert opts.nginx_ingress_class == "internal"
+    assert opts.namespaces == ["team-a", "team-b", "team-c"]
+    assert opts.max_concurrent_reconciles == 8
+    assert opts.leader_elect is False
+    assert (opts.leader_election_namespace, opts.leader_election_id) == ("ops", "eo")
+    assert opts.metrics_bind_address == ("127.0.0.1", 9090)
+    assert opts.health_probe_bind_address is None
+    assert (opts.log_format, opts.log_level) == ("json", "debug")
+    assert opts.resync_period == 5400.0
+    assert opts.kubeconfig == "/tmp/kc"
+
+
+def test_environment_as_the_chart_sets_it() -> None:
+    env = {
+        "EXPERIMENT_OPERATOR_INGRESS_CONTROLLER": "none",
+        "EXPERIMENT_OPERATOR_NGINX_INGRESS_CLASS": "nginx",
+        "EXPERIMENT_OPERATOR_NAMESPACE": "a,b",
+        "EXPERIMENT_OPERATOR_MAX_CONCURRENT_RECONCILES": "2",
+        "EXPERIMENT_OPERATOR_LEADER_ELECT": "false",
+        "EXPERIMENT_OPERATOR_LEADER_ELECTION_NAMESPACE": "experiment-operator-system",
+        "EXPERIMENT_OPERATOR_METRICS_BIND_ADDRESS": ":8080",
+        "EXPERIMENT_OPERATOR_HEALTH_PROBE_BIND_ADDRESS": ":8081",
+        "EXPERIMENT_OPERATOR_LOG_FORMAT": "json",
+        "EXPERIMENT_OPERATOR_LOG_LEVEL": "info",
+        "EXPERIMENT_OPERATOR_RESYNC_PERIOD": "10h",
+    }
+    opts = options([], env)
+    assert opts.ingress_controller is IngressController.NONE
+    assert opts.namespaces == ["a", "b"]
+    assert opts.max_concurrent_reconciles == 2
+    assert opts.leader_elect is False
+    assert opts.leader_election_namespace == "experiment-operator-system"
+    assert opts.log_format == "json"
+    assert opts.resync_period == 36000.0
+
+
+def test_flags_win_over_the_environment() -> None:
+    env = {"EXPERIMENT_OPERATOR_LEADER_ELECT": "false", "EXPERIMENT_OPERATOR_NAMESPACE": "a"}
+    opts = options(["--leader-elect", "--namespace=b"], env)
+    assert opts.leader_elect is True
+    assert opts.namespaces == ["b"]
+
+
+def test_leader_election_namespace_defaults_to_the_pods(tmp_path: Path) -> None:
+    ns_file = tmp_path / "namespace"
+    ns_file.write_text("operators\n")
+    assert options([], ns_file=ns_file).leader_election_namespace == "operators"
+
+
+@pytest.mark.parametrize(
+    ("argv", "env", "message"),
+    [
+        (["--ingress-controller=istio"], {}, "choose from traefik, nginx, none"),
+        (["--max-concurrent-reconciles=0"], {}, "must be at least 1"),
+        (["--metrics-bind-address=8080"], {}, "is not [HOST]:PORT"),
+        (["--resync-period=soon"], {}, "is not a duration"),
+        (["--namespace=Team_A"], {}, "namespace list"),
+        ([], {"EXPERIMENT_OPERATOR_LEADER_ELECT": "maybe"}, "EXPERIMENT_OPERATOR_LEADER_ELECT"),
+        ([], {"EXPERIMENT_OPERATOR_LOG_LEVEL": "loud"}, "EXPERIMENT_OPERATOR_LOG_LEVEL='loud'"),
+        ([], {"EXPERIMENT_OPERATOR_RESYNC_PERIOD": "-5"}, "must be positive"),
+    ],
+)
+def test_bad_options_exit_with_a_clear_message(
+    argv: list[str], env: dict[str, str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        options(argv, env)
+    assert exited.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_run_help_explains_every_option(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        cli.main(["run", "--help"])
+    out = capsys.readouterr().out
+    words = set(out.split())
+    for option in cli.RUN_OPTIONS:
+        assert option.flag in out
+        assert f"{option.env}]" in words
+    assert "--namespace" in out
+    assert "--no-leader-elect" in out
+
+
+def test_render_prints_the_children(capsys: pytest.CaptureFixture[str]) -> None:
+    sample = str(FIXTURES / "seed-blog-sample.yaml")
+    assert cli.main(["render", "-f", sample, "--ingress-controller=nginx"]) == 0
+    docs = list(yaml.safe_load_all(capsys.readouterr().out))
+    kinds = sorted(d["kind"] for d in docs)
+    assert kinds == ["Deployment", "Ingress", "Ingress", "Secret", "Secret", "Service"]
+    assert "mlflow1234" not in yaml.safe_dump_all(docs)
+    assert cli.main(["render", "-f", sample, "--show-secrets"]) == 0
+    assert base64.b64encode(b"mlflow1234").decode() in capsys.readouterr().out
+
+
+def test_render_with_a_users_tls_secret(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    cr = yaml.safe_load((FIXTURES / "seed-blog-sample.yaml").read_text())
+    cr["spec"].update(cert="", key="")
+    file = tmp_path / "cr.yaml"
+    file.write_text(yaml.safe_dump(cr))
+    assert cli.main(["render", "-f", str(file), "--traefik-group=traefik.containo.us"]) == 0
+    route = next(
+        d for d in yaml.safe_load_all(capsys.readouterr().out) if d["kind"] == "IngressRoute"
+    )
+    assert route["apiVersion"] == "traefik.containo.us/v1alpha1"
+    assert "tls" not in route["spec"]
+    assert cli.main(["render", "-f", str(file), "--tls-secret-present"]) == 0
+    route = next(
+        d for d in yaml.safe_load_all(capsys.readouterr().out) if d["kind"] == "IngressRoute"
+    )
+    assert route["spec"]["tls"] == {"secretName": "trackingserver"}
+
+
+def test_render_without_a_trackingserver_fails(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    file = tmp_path / "empty.yaml"
+    file.write_text("kind: ConfigMap\n")
+    assert cli.main(["render", "-f", str(file)]) == 1
+    assert "no TrackingServer" in capsys.readouterr().err
+
+
+def test_manifests_prints_the_install(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["manifests", "--image", "registry.example/eo:1"]) == 0
+    docs = list(yaml.safe_load_all(capsys.readouterr().out))
+    kinds = {d["kind"] for d in docs}
+    assert {"CustomResourceDefinition", "ClusterRole", "Deployment"} <= kinds
+    deployment = next(d for d in docs if d["kind"] == "Deployment")
+    assert deployment["spec"]["template"]["spec"]["containers"][0]["image"] == (
+        "registry.example/eo:1"
+    )

@@ -1,0 +1,112 @@
+"""Pure parts of the reconciler: status computation and finalizer patches."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from experiment_operator.api.trackingserver import TrackingServer
+from experiment_operator.trackingserver.lifecycle import (
+    LEGACY_FINALIZER,
+    RETAIN_FINALIZER,
+    finalizer_patch,
+)
+from experiment_operator.trackingserver.status import (
+    ConditionValue,
+    Findings,
+    compute_status,
+    deployment_readiness,
+)
+
+Sample = Callable[..., TrackingServer]
+NOW = datetime(2026, 1, 1, tzinfo=UTC)
+TLS_OK = ConditionValue("True", "Valid", "certificate valid")
+NO_VOLUME = ConditionValue("True", "NotRequested", "no volume requested")
+
+
+def deployment(generation: int = 1, observed: int = 1, ready: int = 1, updated: int = 1) -> Any:
+    return {
+        "metadata": {"generation": generation},
+        "status": {
+            "observedGeneration": observed,
+            "replicas": ready,
+            "readyReplicas": ready,
+            "updatedReplicas": updated,
+            "conditions": [{"type": "Available", "status": "True"}],
+        },
+    }
+
+
+def with_status(ts: TrackingServer, status: dict[str, Any]) -> TrackingServer:
+    data = ts.model_dump(by_alias=True)
+    data["spec"] = {**data["spec"], "key": ts.spec.key.get_secret_value()}
+    for field in ("aws_access_key", "aws_secret_key", "backend_uri"):
+        data["spec"][field] = getattr(ts.spec, field).get_secret_value()
+    data["metadata"]["generation"] = 1
+    data["status"] = status
+    return TrackingServer.from_api(data)
+
+
+def test_readiness_needs_the_current_generation_and_enough_ready_updated_replicas(
+    sample: Sample,
+) -> None:
+    ts = sample("blog")  # size 1
+    assert deployment_readiness(ts, None).reason == "Progressing"
+    assert deployment_readiness(ts, deployment(generation=2, observed=1)).status == "False"
+    assert (
+        deployment_readiness(ts, deployment(ready=0)).message == "0/1 replicas ready, 1/1 updated"
+    )
+    assert deployment_readiness(ts, deployment(updated=0)).status == "False"
+    assert deployment_readiness(ts, deployment()) == ConditionValue(
+        "True", "Available", "1/1 replicas ready"
+    )
+
+
+def test_problems_come_first_and_warnings_only_when_new(sample: Sample) -> None:
+    ts = with_status(sample("blog"), {})
+    foreign = ConditionValue("False", "ForeignObject", "Service trackingserver exists")
+    findings = Findings(TLS_OK, NO_VOLUME, [foreign], deployment(), routed=True)
+    status, warnings = compute_status(ts, findings, now=NOW)
+    ready = status["conditions"][0]
+    assert (ready["type"], ready["status"], ready["reason"]) == ("Ready", "False", "ForeignObject")
+    assert warnings == [foreign]
+    assert status["url"] == ts.spec.url
+    assert (status["replicas"], status["readyReplicas"], status["observedGeneration"]) == (1, 1, 1)
+
+    # The same findings again, later: the identical status, no new warning (so no writes).
+    again, warnings = compute_status(with_status(ts, status), findings, now=NOW + timedelta(1))
+    assert again == status
+    assert warnings == []
+
+
+def test_transition_time_moves_only_with_the_status(sample: Sample) -> None:
+    ts = with_status(sample("blog"), {})
+    progressing = Findings(TLS_OK, NO_VOLUME, [], deployment(ready=0), routed=True)
+    first, _ = compute_status(ts, progressing, now=NOW)
+    later = NOW + timedelta(minutes=5)
+    available = Findings(TLS_OK, NO_VOLUME, [], deployment(), routed=True)
+    second, _ = compute_status(with_status(ts, first), available, now=later)
+    assert second["conditions"][0]["lastTransitionTime"] == "2026-01-01T00:05:00Z"
+    assert second["conditions"][1] == first["conditions"][1]  # TLS unchanged
+
+
+def test_no_url_until_routed(sample: Sample) -> None:
+    ts = with_status(sample("blog"), {})
+    status, _ = compute_status(ts, Findings(TLS_OK, NO_VOLUME), now=NOW)
+    assert "url" not in status
+    assert "replicas" not in status
+
+
+def test_finalizer_patch() -> None:
+    obj: dict[str, Any] = {"metadata": {"finalizers": ["other", LEGACY_FINALIZER]}}
+    assert finalizer_patch(obj, [RETAIN_FINALIZER], [LEGACY_FINALIZER, RETAIN_FINALIZER]) == [
+        {"op": "test", "path": "/metadata/finalizers/1", "value": LEGACY_FINALIZER},
+        {"op": "remove", "path": "/metadata/finalizers/1"},
+        {"op": "add", "path": "/metadata/finalizers/-", "value": RETAIN_FINALIZER},
+    ]
+    assert finalizer_patch({"metadata": {}}, [RETAIN_FINALIZER], []) == [
+        {"op": "add", "path": "/metadata/finalizers", "value": [RETAIN_FINALIZER]}
+    ]
+    assert finalizer_patch(obj, [], [RETAIN_FINALIZER]) == []
+    assert finalizer_patch(obj, ["other"], []) == []
