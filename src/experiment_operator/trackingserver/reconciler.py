@@ -52,9 +52,10 @@ FAILED_SYNC = "FailedSync"
 INVALID_SPEC = "InvalidSpec"
 
 RECHECK_SECONDS = 30.0
-"""Secrets of the user (a referenced S3 credentials Secret, a TLS Secret made by e.g.
-cert-manager) are not in our label-selected caches, so their appearance fires no event: while
-one is missing, look again at this interval. An unserved routing API is rechecked 10x slower."""
+"""Objects of the user (a referenced S3 credentials Secret, a TLS Secret made by e.g.
+cert-manager, a foreign object in the way) are not in our label-selected caches, so their
+appearance or removal fires no event: while such a condition lasts, look again at this
+interval. An unserved routing API is rechecked 10x slower."""
 
 SECRET = KindInfo.of(Secret)
 PVC = KindInfo.of(PersistentVolumeClaim)
@@ -170,8 +171,8 @@ class TrackingServerReconciler:
         await self._update_finalizers(p)
         findings = Findings(
             tls=tls_value,
-            volume=p.volume or self._volume_condition(p),
-            problems=self._ready_problems(p),
+            volume=p.volume or status.volume_condition(p.ts),
+            problems=status.ready_problems(p.foreign, p.not_served) + p.problems,
             deployment=p.deployment,
             routed=not p.routing_failed,
         )
@@ -239,50 +240,9 @@ class TrackingServerReconciler:
             p.requeue_after.append(self.recheck_interval)
 
     def _check_volume_spec(self, p: _Pass) -> None:
-        spec = p.ts.spec
-        if (spec.volume_size == "") != (spec.storage_class_name == ""):
-            given, missing = (
-                ("volumeSize", "storageClassName")
-                if spec.volume_size
-                else ("storageClassName", "volumeSize")
-            )
-            p.volume = ConditionValue(
-                "False",
-                status.INCOMPLETE_VOLUME_SPEC,
-                f"{given} is set but {missing} is empty: no volume is made (set both)",
-            )
-
-    def _volume_condition(self, p: _Pass) -> ConditionValue:
-        spec = p.ts.spec
-        if spec.volume_enabled:
-            return ConditionValue(
-                "True",
-                "Applied",
-                f"PersistentVolumeClaim {p.name}: {spec.volume_size} of {spec.storage_class_name}",
-            )
-        return ConditionValue("True", "NotRequested", "no volume requested")
-
-    def _ready_problems(self, p: _Pass) -> list[ConditionValue]:
-        problems: list[ConditionValue] = []
-        if p.foreign:
-            problems.append(
-                ConditionValue(
-                    "False",
-                    status.FOREIGN_OBJECT,
-                    f"{', '.join(p.foreign)} already exist(s) and is not controlled by this "
-                    "TrackingServer; left untouched: delete or rename it",
-                )
-            )
-        if p.not_served:
-            problems.append(
-                ConditionValue(
-                    "False",
-                    status.API_NOT_SERVED,
-                    f"{', '.join(p.not_served)} not served by the cluster: install the CRDs or "
-                    "choose another --ingress-controller",
-                )
-            )
-        return problems + p.problems
+        incomplete = status.incomplete_volume(p.ts)
+        if incomplete is not None:
+            p.volume = incomplete
 
     # --- children ---
 
@@ -328,6 +288,7 @@ class TrackingServerReconciler:
             applied = await apply_owned(self.client, child, p.obj, live=live)
         except NotOwnedError as err:
             p.foreign.append(f"{err.kind} {err.name}")
+            p.requeue_after.append(self.recheck_interval)  # its removal fires no event for us
             p.routing_failed = p.routing_failed or kind in ROUTING_KINDS
             if kind == "PersistentVolumeClaim":
                 p.volume = ConditionValue("False", status.FOREIGN_OBJECT, str(err))

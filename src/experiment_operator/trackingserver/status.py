@@ -63,6 +63,57 @@ class Findings:
     """Whether every routing object (or none, by option) is in place."""
 
 
+def incomplete_volume(ts: TrackingServer) -> ConditionValue | None:
+    """The seed silently ignored one volume field without the other; we say so."""
+    spec = ts.spec
+    if (spec.volume_size == "") == (spec.storage_class_name == ""):
+        return None
+    given, missing = (
+        ("volumeSize", "storageClassName")
+        if spec.volume_size
+        else ("storageClassName", "volumeSize")
+    )
+    return ConditionValue(
+        "False",
+        INCOMPLETE_VOLUME_SPEC,
+        f"{given} is set but {missing} is empty: no volume is made (set both)",
+    )
+
+
+def volume_condition(ts: TrackingServer) -> ConditionValue:
+    """The Volume condition when every volume write went through."""
+    spec = ts.spec
+    if spec.volume_enabled:
+        name = ts.metadata.name
+        message = f"PersistentVolumeClaim {name}: {spec.volume_size} of {spec.storage_class_name}"
+        return ConditionValue("True", "Applied", message)
+    return ConditionValue("True", "NotRequested", "no volume requested")
+
+
+def ready_problems(foreign: list[str], not_served: list[str]) -> list[ConditionValue]:
+    """Ready=False reasons from children that could not be written at all."""
+    problems: list[ConditionValue] = []
+    if foreign:
+        problems.append(
+            ConditionValue(
+                "False",
+                FOREIGN_OBJECT,
+                f"{', '.join(foreign)} already exist(s) and is not controlled by this "
+                "TrackingServer; left untouched: delete or rename it",
+            )
+        )
+    if not_served:
+        problems.append(
+            ConditionValue(
+                "False",
+                API_NOT_SERVED,
+                f"{', '.join(not_served)} not served by the cluster: install the CRDs or "
+                "choose another --ingress-controller",
+            )
+        )
+    return problems
+
+
 def deployment_readiness(ts: TrackingServer, deployment: dict[str, Any] | None) -> ConditionValue:
     """Available when the Deployment controller has seen the current spec and at least `size`
     updated replicas are ready; otherwise Progressing with what is missing."""

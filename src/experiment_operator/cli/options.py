@@ -1,31 +1,16 @@
-"""`experiment-operator`: run the operator, render a TrackingServer's children, print manifests.
-
-Every `run` option can also come from an environment variable `EXPERIMENT_OPERATOR_<OPTION>`
-(upper case, `-` → `_`), which is how the Helm chart configures it; a flag on the command line
-wins over the environment.
-"""
+"""Options of `experiment-operator run`: flags, their `EXPERIMENT_OPERATOR_*` environment
+variables (how the Helm chart sets them) and defaults, validated into `RunOptions`."""
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import logging
-import os
 import re
-import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from experiment_operator.trackingserver.children import (
-    TRAEFIK_GROUPS,
-    ChildOptions,
-    IngressController,
-    render,
-)
+from experiment_operator.trackingserver.children import IngressController
 
 ENV_PREFIX = "EXPERIMENT_OPERATOR_"
 SERVICE_ACCOUNT_NAMESPACE_FILE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
@@ -33,9 +18,6 @@ DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
-
-log = logging.getLogger("experiment_operator")
-
 
 # --- option types (raise ValueError/ArgumentTypeError with a message) ---
 
@@ -239,7 +221,7 @@ RUN_OPTIONS = (
 )
 
 
-def _add_run_parser(sub: Any) -> argparse.ArgumentParser:
+def add_run_parser(sub: Any) -> argparse.ArgumentParser:
     run: argparse.ArgumentParser = sub.add_parser(
         "run",
         help="run the operator",
@@ -318,168 +300,3 @@ def run_options(
         values["leader_election_namespace"] = pod_namespace(namespace_file)
     values["ingress_controller"] = IngressController(values["ingress_controller"])
     return RunOptions(**values)
-
-
-async def run(options: RunOptions) -> int:
-    """Run the manager until a signal; 1 when leadership is lost (let the Pod restart)."""
-    from lightkube import AsyncClient, ConfigError, KubeConfig
-
-    from experiment_operator.runtime.apply import FIELD_MANAGER
-    from experiment_operator.runtime.manager import LeadershipLost, Manager
-    from experiment_operator.runtime.metrics import ProbeServer
-    from experiment_operator.trackingserver.controller import OWNED_LABELS, child_options, setup
-
-    try:
-        config = (
-            KubeConfig.from_file(options.kubeconfig)
-            if options.kubeconfig
-            else KubeConfig.from_env()
-        )
-    except (ConfigError, OSError) as err:
-        log.error("no usable kubeconfig: %s", err)
-        return 1
-    client = AsyncClient(config=config, field_manager=FIELD_MANAGER)
-    metrics_server: ProbeServer | None = None
-    try:
-        child = await child_options(client, options.ingress_controller, options.nginx_ingress_class)
-        manager = Manager(
-            client,
-            namespaces=options.namespaces,
-            owned_label_selector=OWNED_LABELS,
-            leader_election=options.leader_elect,
-            leader_election_namespace=options.leader_election_namespace,
-            leader_election_id=options.leader_election_id,
-            probe_address=options.health_probe_bind_address,
-            resync_period=options.resync_period,
-            handle_signals=True,
-        )
-        setup(manager, child, max_concurrent_reconciles=options.max_concurrent_reconciles)
-        metrics = options.metrics_bind_address
-        if metrics is not None and metrics != options.health_probe_bind_address:
-            metrics_server = ProbeServer(*metrics, ready=lambda: manager.ready)
-            await metrics_server.start()
-        log.info(
-            "starting",
-            extra={
-                "ingressController": child.ingress_controller.value,
-                "traefikGroup": child.traefik_group,
-                "namespaces": ",".join(options.namespaces or []) or "*",
-                "leaderElection": options.leader_elect,
-            },
-        )
-        await manager.run()
-    except LeadershipLost as err:
-        log.error("%s: exiting so that a fresh process campaigns again", err)
-        return 1
-    finally:
-        if metrics_server is not None:
-            await metrics_server.stop()
-        await client.close()
-    return 0
-
-
-# --- render and manifests ---
-
-
-def _render(args: argparse.Namespace) -> int:
-    docs: list[dict[str, Any]] = []
-    for file in args.file:
-        text = sys.stdin.read() if file == "-" else Path(file).read_text()
-        docs += [
-            d
-            for d in yaml.safe_load_all(text)
-            if isinstance(d, dict) and d.get("kind") == "TrackingServer"
-        ]
-    if not docs:
-        print("error: no TrackingServer in the input", file=sys.stderr)
-        return 1
-    options = ChildOptions(
-        ingress_controller=IngressController(args.ingress_controller),
-        traefik_group=args.traefik_group,
-        nginx_ingress_class=args.nginx_ingress_class,
-    )
-    sys.stdout.write(
-        render(
-            docs,
-            options,
-            show_secrets=args.show_secrets,
-            tls_secret_present=args.tls_secret_present or None,
-        )
-    )
-    return 0
-
-
-def _manifests(args: argparse.Namespace) -> int:
-    from experiment_operator.manifests import render_install
-
-    sys.stdout.write(render_install(args.image))
-    return 0
-
-
-def parsers() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
-    """The top-level parser and its `run` subparser (which reports option errors)."""
-    top = argparse.ArgumentParser(
-        prog="experiment-operator",
-        description="Kubernetes operator for MLflow TrackingServers (experiment.aiscope/v1alpha2).",
-    )
-    sub = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    run_parser = _add_run_parser(sub)
-    rend = sub.add_parser(
-        "render",
-        help="print a TrackingServer's children as YAML, without a cluster",
-        description="Print the children the operator would apply for the TrackingServer(s) in "
-        "the given files, as YAML. Secret data is redacted unless --show-secrets.",
-    )
-    rend.add_argument(
-        "-f", "--file", action="append", required=True, metavar="FILE",
-        help="YAML file with TrackingServer(s); - reads stdin; repeatable",
-    )  # fmt: skip
-    rend.add_argument(
-        "--ingress-controller",
-        choices=[c.value for c in IngressController],
-        default="traefik",
-        help="routing objects to render (default: traefik)",
-    )
-    rend.add_argument(
-        "--nginx-ingress-class", default="nginx", metavar="NAME",
-        help="ingressClassName for --ingress-controller=nginx (default: nginx)",
-    )  # fmt: skip
-    rend.add_argument(
-        "--traefik-group", choices=TRAEFIK_GROUPS, default=TRAEFIK_GROUPS[0],
-        help=f"API group of the Traefik objects (default: {TRAEFIK_GROUPS[0]})",
-    )  # fmt: skip
-    rend.add_argument(
-        "--tls-secret-present",
-        action="store_true",
-        help="render routing with TLS as if a Secret named after the TrackingServer exists "
-        "(e.g. made by cert-manager); by default only when cert and key are set",
-    )
-    rend.add_argument(
-        "--show-secrets", action="store_true", help="print Secret data instead of <redacted>"
-    )
-    man = sub.add_parser(
-        "manifests",
-        help="print what `kubectl apply -k config/default` installs",
-        description="Print the install manifests (CRD, namespace, RBAC, Deployment, metrics "
-        "Service) as YAML.",
-    )
-    man.add_argument("--image", default=None, help="operator image (default: this version's)")
-    return top, run_parser
-
-
-def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
-    top, run_parser = parsers()
-    args = top.parse_args(argv)
-    if args.command == "render":
-        return _render(args)
-    if args.command == "manifests":
-        return _manifests(args)
-    options = run_options(run_parser, args, os.environ if environ is None else environ)
-    from experiment_operator.runtime.logging import configure_logging
-
-    configure_logging("json" if options.log_format == "json" else "text", options.log_level)
-    return asyncio.run(run(options))
-
-
-if __name__ == "__main__":
-    sys.exit(main())
