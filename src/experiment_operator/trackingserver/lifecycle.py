@@ -27,29 +27,28 @@ again (the only objects we ever adopt: ours, released on purpose)."""
 
 
 def finalizer_patch(obj: Mapping[str, Any], add: Iterable[str], remove: Iterable[str]) -> list[Obj]:
-    """JSON patch operations adding/removing finalizers; removals are guarded by a `test` of the
-    element, so a concurrent change of the list fails the patch instead of removing another."""
-    current = list(obj["metadata"].get("finalizers") or [])
-    ops: list[Obj] = []
-    for index in sorted((i for i, f in enumerate(current) if f in set(remove)), reverse=True):
-        path = f"/metadata/finalizers/{index}"
-        ops += [
-            {"op": "test", "path": path, "value": current[index]},
-            {"op": "remove", "path": path},
-        ]
+    """JSON patch operations adding/removing finalizers of `obj` as read, guarded by its
+    resourceVersion: a cache that lags behind makes the patch fail instead of removing another
+    finalizer or adding one twice."""
+    meta = obj["metadata"]
+    current = list(meta.get("finalizers") or [])
+    drop = set(remove)
     missing = [f for f in add if f not in current]
-    if missing and "finalizers" in obj["metadata"]:
-        ops += [{"op": "add", "path": "/metadata/finalizers/-", "value": f} for f in missing]
-    elif missing:
-        ops.append({"op": "add", "path": "/metadata/finalizers", "value": missing})
-    return ops
+    if not missing and not drop.intersection(current):
+        return []
+    wanted = [f for f in current if f not in drop] + missing
+    return [
+        {"op": "test", "path": "/metadata/resourceVersion", "value": meta["resourceVersion"]},
+        {"op": "add", "path": "/metadata/finalizers", "value": wanted},
+    ]
 
 
 async def patch_finalizers(
     client: AsyncClient, kind: KindInfo, obj: Mapping[str, Any], add: list[str], remove: list[str]
 ) -> bool:
-    """Add/remove finalizers in one request; returns whether it wrote. A vanished object is
-    fine (404): deletion completed."""
+    """Add/remove finalizers in one request; returns whether it wrote. A vanished object (404)
+    means deletion completed; a stale read (422, the resourceVersion test failed) is left to
+    the reconcile that the object's newer version triggers anyway."""
     ops = finalizer_patch(obj, add, remove)
     if not ops:
         return False
@@ -63,8 +62,9 @@ async def patch_finalizers(
             content_type=JSON_PATCH_CONTENT_TYPE,
         )
     except ApiError as err:
-        if err.status.code != 404:
+        if err.status.code not in (404, 422):
             raise
+        return False
     return True
 
 

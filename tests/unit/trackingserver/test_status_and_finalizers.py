@@ -99,14 +99,16 @@ def test_no_url_until_routed(sample: Sample) -> None:
 
 
 def test_finalizer_patch() -> None:
-    obj: dict[str, Any] = {"metadata": {"finalizers": ["other", LEGACY_FINALIZER]}}
+    meta = {"resourceVersion": "7", "finalizers": ["other", LEGACY_FINALIZER]}
+    obj: dict[str, Any] = {"metadata": meta}
+    guard = {"op": "test", "path": "/metadata/resourceVersion", "value": "7"}
     assert finalizer_patch(obj, [RETAIN_FINALIZER], [LEGACY_FINALIZER, RETAIN_FINALIZER]) == [
-        {"op": "test", "path": "/metadata/finalizers/1", "value": LEGACY_FINALIZER},
-        {"op": "remove", "path": "/metadata/finalizers/1"},
-        {"op": "add", "path": "/metadata/finalizers/-", "value": RETAIN_FINALIZER},
+        guard,
+        {"op": "add", "path": "/metadata/finalizers", "value": ["other", RETAIN_FINALIZER]},
     ]
-    assert finalizer_patch({"metadata": {}}, [RETAIN_FINALIZER], []) == [
-        {"op": "add", "path": "/metadata/finalizers", "value": [RETAIN_FINALIZER]}
+    assert finalizer_patch({"metadata": {"resourceVersion": "7"}}, [RETAIN_FINALIZER], []) == [
+        guard,
+        {"op": "add", "path": "/metadata/finalizers", "value": [RETAIN_FINALIZER]},
     ]
     assert finalizer_patch(obj, [], [RETAIN_FINALIZER]) == []
     assert finalizer_patch(obj, ["other"], []) == []
