@@ -1,0 +1,55 @@
+"""A failing reconcile reports the cause without the credentials it may quote."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from experiment_operator.runtime.controller import Request
+from experiment_operator.runtime.events import EventRecorder
+from experiment_operator.runtime.manager import Manager
+from experiment_operator.runtime.store import Change
+from experiment_operator.trackingserver.children import ChildOptions
+from experiment_operator.trackingserver.reconciler import (
+    SyncError,
+    TrackingServerReconciler,
+    _Pass,
+)
+from experiment_operator.trackingserver.resources import TrackingServerResource
+
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
+
+
+class Recorder(EventRecorder):
+    def __init__(self) -> None:
+        self.events: list[tuple[str, str, str]] = []
+
+    async def event(self, obj: Any, type_: str, reason: str, message: str) -> None:
+        self.events.append((type_, reason, message))
+
+
+class Failing(TrackingServerReconciler):
+    async def _reconcile(self, p: _Pass) -> Any:
+        spec = p.ts.spec
+        raise RuntimeError(
+            f"denied: {spec.aws_secret_key.get_secret_value()} {spec.key.get_secret_value()}"
+        )
+
+
+async def test_failed_sync_event_and_error_are_redacted() -> None:
+    obj = yaml.safe_load((FIXTURES / "seed-blog-sample.yaml").read_text())
+    obj["metadata"].update(uid="u-1", resourceVersion="1")
+    manager = Manager(client=None)  # type: ignore[arg-type]  # never talks to a server here
+    manager.watch(TrackingServerResource).apply(Change("ADDED", obj))
+    recorder = Recorder()
+    reconciler = Failing(manager, ChildOptions(), recorder)
+    with pytest.raises(SyncError) as raised:
+        await reconciler.reconcile(Request("aiscope-devops-platform", "trackingserver"))
+    [(type_, reason, message)] = recorder.events
+    assert (type_, reason) == ("Warning", "FailedSync")
+    assert message == "Failed to sync: denied: [REDACTED] [REDACTED]"
+    assert str(raised.value) == "denied: [REDACTED] [REDACTED]"
+    assert raised.value.__suppress_context__
