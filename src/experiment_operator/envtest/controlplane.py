@@ -268,6 +268,11 @@ class ControlPlane:
             f"--manage-nodes-with-annotation-selector={KWOK_NODE_ANNOTATION}=fake",
             "--cidr=10.244.0.1/16",
             "--node-ip=10.244.0.1",
+            # Heartbeats through a node Lease. Without them the node lifecycle controller marks
+            # the node NotReady after --node-monitor-grace-period (50 s) and sets every Pod's
+            # Ready condition to False; kwok makes the node Ready again but never the Pods, so
+            # Deployments older than a minute lose their available replicas for good.
+            "--node-lease-duration-seconds=40",
         ]
 
     # -- health ------------------------------------------------------------------------------
