@@ -8,7 +8,7 @@ LOCAL := .local
 export PYTHONUNBUFFERED := 1
 
 .PHONY: help venv controlplane manifests check-manifests image lint typecheck unit integration test \
-        demo cluster-up cluster-down clean
+        demo bench cluster-up cluster-down clean
 
 help: ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -35,8 +35,8 @@ image: ## Build the container image with buildah (no Docker daemon; see docs/ima
 	@bash hack/image/build.sh
 
 lint: venv ## ruff (lint + format check)
-	$(BIN)/ruff check src tests
-	$(BIN)/ruff format --check src tests
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
 
 typecheck: venv ## mypy --strict
 	$(BIN)/mypy
@@ -49,6 +49,11 @@ integration: venv controlplane ## Tests against a real API server (local, or KUB
 
 test: venv controlplane lint typecheck ## Everything: lint, types, unit, integration, e2e
 	$(BIN)/pytest tests
+
+N ?= 100
+SCENARIOS ?= all
+bench: venv controlplane ## Benchmarks on a fresh control plane with N TrackingServers (N=1000, SCENARIOS=idle,restart,spec,latency,unrelated, BENCH_ARGS=...); never part of test
+	$(BIN)/python -m bench --n $(N) --scenarios $(SCENARIOS) $(BENCH_ARGS)
 
 cluster-up: venv controlplane ## Start the local control plane in the background (.local/kubeconfig)
 	@mkdir -p $(LOCAL)
