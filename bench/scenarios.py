@@ -33,6 +33,14 @@ def percentile(values: Sequence[float], q: float) -> float:
     return ordered[max(0, math.ceil(q / 100 * len(ordered)) - 1)]
 
 
+def not_ready(obs: Observer, keys: list[Key]) -> int:
+    """CRs not Ready once the operator went quiet (expected 0; logged for a closer look)."""
+    missing = [key for key in keys if key not in obs.ready_at]
+    for key in missing[:5]:
+        log.warning("%s/%s not Ready: %s", *key, (obs.cr(key) or {}).get("status"))
+    return len(missing)
+
+
 async def create_burst(bench: Bench, obs: Observer, keys: list[Key], within: float) -> Result:
     """N CRs at once → seconds until all Ready; the operator's requests per CR."""
     n = len(keys)
@@ -41,6 +49,8 @@ async def create_burst(bench: Bench, obs: Observer, keys: list[Key], within: flo
     created = time.monotonic() - t0
     log.info("created %d TrackingServers in %.1fs; waiting for Ready", n, created)
     await obs.wait_until(lambda: obs.all_ready(keys), within=within, what="all Ready")
+    ready = max(obs.ready_at[key] for key in keys) - t0
+    children_applied = max(max(obs.children_of(key).values()) for key in keys) - t0
     await bench.operator.quiesce(at_least=n)
     children = [len(obs.children_of(key)) for key in keys]
     counts = await bench.requests(wall0)
@@ -48,10 +58,9 @@ async def create_burst(bench: Bench, obs: Observer, keys: list[Key], within: flo
     return {
         "n": n,
         "create_calls_seconds": round(created, 2),
-        "children_applied_seconds": round(
-            max(max(obs.children_of(key).values()) for key in keys) - t0, 2
-        ),
-        "ready_seconds": round(max(obs.ready_at[key] for key in keys) - t0, 2),
+        "children_applied_seconds": round(children_applied, 2),
+        "ready_seconds": round(ready, 2),
+        "not_ready_after_quiesce": not_ready(obs, keys),
         "children_per_cr": round(sum(children) / n, 2),
         "writes_per_cr": round(counts.writes / n, 2),
         "reads_per_cr": round(counts.reads / n, 2),
@@ -106,13 +115,15 @@ async def spec_change(bench: Bench, obs: Observer, keys: list[Key], within: floa
         within=within,
         what="new image rolled out and Ready",
     )
+    converged = max(max(obs.ready_at[key], obs.rolled_out_at[key]) for key in keys) - t0
+    image_applied = max(obs.image_at[key][1] for key in keys) - t0
     await bench.operator.quiesce()
     counts = await bench.requests(wall0)
-    converged = max(max(obs.ready_at[key], obs.rolled_out_at[key]) for key in keys)
     return {
         "patch_calls_seconds": round(patched, 2),
-        "image_applied_seconds": round(max(obs.image_at[key][1] for key in keys) - t0, 2),
-        "converged_seconds": round(converged - t0, 2),
+        "image_applied_seconds": round(image_applied, 2),
+        "converged_seconds": round(converged, 2),
+        "not_ready_after_quiesce": not_ready(obs, keys),
         "writes_per_cr": round(counts.writes / n, 2),
         "per_cr_by_verb": per_cr(counts.to_dict()["by_verb"], n),
         "conflicts": counts.conflicts,

@@ -7,9 +7,15 @@ pool holds 100 connections; more waiting requests would hit its pool timeout).
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Awaitable, Iterable, Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 from lightkube import AsyncClient
 from lightkube.generic_resource import create_namespaced_resource
 from lightkube.models.apps_v1 import DeploymentSpec
@@ -44,10 +50,36 @@ def cr_keys(count: int, namespaces: Sequence[str], prefix: str = "ts") -> list[K
     return [(namespaces[i % len(namespaces)], f"{prefix}-{i:05d}") for i in range(count)]
 
 
+@functools.cache
+def tls_pair() -> tuple[str, str]:
+    """A valid self-signed certificate and key for *.bench.example (PEM)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "*.bench.example")])
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(days=1))
+        .not_valid_after(now + timedelta(days=365))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("*.bench.example")]), False)
+        .sign(key, hashes.SHA256())
+    )
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    return cert.public_bytes(serialization.Encoding.PEM).decode(), key_pem.decode()
+
+
 def trackingserver(key: Key, image: str = IMAGE, size: int = 1) -> Any:
-    """The seed's sample without TLS and volume: Deployment, Service, credentials Secret,
-    IngressRoute and StripPrefix Middleware (the URL has a path)."""
+    """The seed's sample (valid TLS pair, URL with a path) without a volume: Deployment,
+    Service, credentials Secret, TLS Secret, IngressRoute and StripPrefix Middleware."""
     namespace, name = key
+    cert, private_key = tls_pair()
     return TrackingServer(
         metadata=ObjectMeta(name=name, namespace=namespace),
         spec={
@@ -59,6 +91,8 @@ def trackingserver(key: Key, image: str = IMAGE, size: int = 1) -> Any:
             "artifact_root": "s3://mlflow/",
             "backend_uri": "sqlite:////mlflow/mlflow.db",
             "url": f"https://{namespace}.bench.example/{name}",
+            "cert": cert,
+            "key": private_key,
         },
     )
 
