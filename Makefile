@@ -74,8 +74,8 @@ cluster-down: ## Stop the local control plane and every process it started
 	  kill -KILL -- -$$pid 2>/dev/null || true; rm -f $(LOCAL)/cluster.pid $(LOCAL)/ready; \
 	  echo "cluster down"; else echo "no cluster running"; fi
 
-demo: cluster-up ## Start the local control plane and show it (the operator demo comes later)
-	$$(bash hack/controlplane/build.sh)/kubectl --kubeconfig $(LOCAL)/kubeconfig get nodes,pods -A
+demo: venv controlplane ## Control plane + operator (as its ServiceAccount) + the seed's sample; Ctrl-C stops
+	$(BIN)/python -m experiment_operator.envtest.demo
 
 clean: cluster-down ## Remove the venv and local state (the binary cache stays)
 	rm -rf $(VENV) $(LOCAL)

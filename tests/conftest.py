@@ -83,7 +83,7 @@ async def operator_sa(
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Everything under tests/integration needs a real API server."""
+    """Everything under tests/integration and tests/e2e needs a real API server."""
     for item in items:
-        if "/tests/integration/" in str(item.path):
+        if "/tests/integration/" in str(item.path) or "/tests/e2e/" in str(item.path):
             item.add_marker(pytest.mark.integration)
