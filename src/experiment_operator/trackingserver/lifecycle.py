@@ -15,7 +15,7 @@ from lightkube import AsyncClient
 from lightkube.core.exceptions import ApiError
 
 from experiment_operator.runtime import kubeapi
-from experiment_operator.runtime.apply import JSON_PATCH_CONTENT_TYPE
+from experiment_operator.runtime.apply import JSON_PATCH_CONTENT_TYPE, controller_reference
 from experiment_operator.runtime.kubeapi import KindInfo, Obj
 
 LEGACY_FINALIZER = "finalizers.aiscope.io/trackingserver"
@@ -50,8 +50,17 @@ async def patch_finalizers(
     means deletion completed; a stale read (422, the resourceVersion test failed) is left to
     the reconcile that the object's newer version triggers anyway."""
     ops = finalizer_patch(obj, add, remove)
-    if not ops:
-        return False
+    return bool(ops) and await _json_patch(client, kind, obj, ops, tolerate=(404, 422))
+
+
+async def _json_patch(
+    client: AsyncClient,
+    kind: KindInfo,
+    obj: Mapping[str, Any],
+    ops: list[Obj],
+    tolerate: tuple[int, ...] = (),
+) -> bool:
+    """Send a JSON patch to `obj`; returns False instead of raising for a `tolerate`d status."""
     meta = obj["metadata"]
     try:
         await kubeapi.request(
@@ -62,7 +71,7 @@ async def patch_finalizers(
             content_type=JSON_PATCH_CONTENT_TYPE,
         )
     except ApiError as err:
-        if err.status.code not in (404, 422):
+        if err.status.code not in tolerate:
             raise
         return False
     return True
@@ -95,17 +104,7 @@ async def release_volume(client: AsyncClient, kind: KindInfo, pvc: Obj, owner: O
             "value": owner["metadata"]["name"],
         }
     )
-    try:
-        await kubeapi.request(
-            client,
-            "PATCH",
-            kind.path(meta["namespace"], meta["name"]),
-            body=ops,
-            content_type=JSON_PATCH_CONTENT_TYPE,
-        )
-    except ApiError as err:
-        if err.status.code != 404:
-            raise
+    await _json_patch(client, kind, pvc, ops, tolerate=(404,))
     return True
 
 
@@ -121,14 +120,7 @@ async def adopt_released_volume(client: AsyncClient, kind: KindInfo, pvc: Obj, o
     """Give a released PVC back to a TrackingServer of the same name (the apply that follows
     then manages it as before)."""
     meta = pvc["metadata"]
-    ref = {
-        "apiVersion": owner["apiVersion"],
-        "kind": owner["kind"],
-        "name": owner["metadata"]["name"],
-        "uid": owner["metadata"]["uid"],
-        "controller": True,
-        "blockOwnerDeletion": True,
-    }
+    ref = controller_reference(owner)
     ops: list[Obj] = [
         {"op": "test", "path": "/metadata/resourceVersion", "value": meta["resourceVersion"]}
     ]
@@ -139,10 +131,4 @@ async def adopt_released_volume(client: AsyncClient, kind: KindInfo, pvc: Obj, o
     ops.append(
         {"op": "remove", "path": "/metadata/annotations/" + RETAINED_ANNOTATION.replace("/", "~1")}
     )
-    await kubeapi.request(
-        client,
-        "PATCH",
-        kind.path(meta["namespace"], meta["name"]),
-        body=ops,
-        content_type=JSON_PATCH_CONTENT_TYPE,
-    )
+    await _json_patch(client, kind, pvc, ops)
