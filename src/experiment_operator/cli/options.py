@@ -115,6 +115,11 @@ class RunOptions:
     kubeconfig: str | None
 
 
+def option_help(text: str, default: str, env: str) -> str:
+    """One help line in the fixed shape `manifests.configuration` parses into the docs' table."""
+    return f"{text} (default: {default}) [env {env}]"
+
+
 @dataclass(frozen=True)
 class _Option:
     flag: str
@@ -122,7 +127,9 @@ class _Option:
     default: str | None
     """Given as text, converted like a flag value (None: no default)."""
     help: str
-    metavar: str | None = None
+    metavar: str
+    shown_default: str | None = None
+    """The default as `--help` describes it, when `default` is None or not self-explanatory."""
 
     @property
     def dest(self) -> str:
@@ -139,15 +146,15 @@ RUN_OPTIONS = (
         choice(*(c.value for c in IngressController)),
         "traefik",
         "how a TrackingServer's url is routed: traefik (IngressRoute + Middleware, as the "
-        "original controller), nginx (networking.k8s.io Ingress) or none (Service only); "
-        "switching removes the routing objects no longer needed (default: traefik)",
+        "original controller), nginx (networking.k8s.io/v1 Ingress) or none (Service only); "
+        "switching removes the routing objects no longer needed",
         "traefik|nginx|none",
     ),
     _Option(
         "--nginx-ingress-class",
         name,
         "nginx",
-        "ingressClassName of the Ingresses made with --ingress-controller=nginx (default: nginx)",
+        "ingressClassName of the Ingresses made with --ingress-controller=nginx",
         "NAME",
     ),
     _Option(
@@ -155,51 +162,53 @@ RUN_OPTIONS = (
         positive_int,
         "4",
         "TrackingServers reconciled in parallel; one TrackingServer is never reconciled twice "
-        "at once (default: 4)",
+        "at once",
         "N",
     ),
     _Option(
         "--leader-election-namespace",
         name,
         None,
-        "namespace of the leader-election Lease (default: the Pod's namespace, read from the "
-        "ServiceAccount mount; outside a cluster: default)",
+        "namespace of the leader-election Lease; the generated RBAC allows Leases only in the "
+        "operator's own namespace",
         "NS",
+        shown_default="the Pod's namespace, read from the ServiceAccount mount; outside a "
+        "cluster: default",
     ),
     _Option(
         "--leader-election-id",
         name,
         "experiment-operator",
-        "name of the leader-election Lease (default: experiment-operator)",
+        "name of the leader-election Lease",
         "NAME",
     ),
     _Option(
         "--metrics-bind-address",
         bind_address,
         ":8080",
-        "address of the Prometheus /metrics endpoint (plain HTTP); 0 disables it (default: :8080)",
+        "address of the Prometheus /metrics endpoint (plain HTTP); 0 disables it",
         "[HOST]:PORT",
     ),
     _Option(
         "--health-probe-bind-address",
         bind_address,
         ":8081",
-        "address of /healthz (liveness) and /readyz (readiness: caches synced); /metrics is "
-        "served there too; 0 disables it (default: :8081)",
+        "address of /healthz (liveness: the event loop answers) and /readyz (readiness: caches "
+        "synced); /metrics is served there too; 0 disables it",
         "[HOST]:PORT",
     ),
     _Option(
         "--log-format",
         choice("json", "text"),
         "text",
-        "log line format (default: text)",
+        "log lines as JSON objects or key=value text; reconcile lines carry the object key",
         "json|text",
     ),
     _Option(
         "--log-level",
         choice(*LOG_LEVELS),
         "info",
-        "debug, info, warning or error (default: info)",
+        "the least severe lines logged: debug, info, warning or error",
         "LEVEL",
     ),
     _Option(
@@ -207,16 +216,17 @@ RUN_OPTIONS = (
         duration,
         "10h",
         "reconcile every TrackingServer at this interval even without a change, as a safety "
-        "net; seconds or a duration such as 10h (default: 10h)",
+        "net (watches deliver changes at once): seconds such as 36000, or a duration such as 10h, "
+        "1h30m or 45s",
         "DURATION",
     ),
     _Option(
         "--kubeconfig",
         name,
         None,
-        "kubeconfig file (default: the in-cluster ServiceAccount, else $KUBECONFIG or "
-        "~/.kube/config)",
+        "kubeconfig file to reach the API server with",
         "FILE",
+        shown_default="the in-cluster ServiceAccount, else $KUBECONFIG or ~/.kube/config",
     ),
 )
 
@@ -235,7 +245,7 @@ def add_run_parser(sub: Any) -> argparse.ArgumentParser:
             type=option.convert,
             default=argparse.SUPPRESS,  # absent unless given: then the environment decides
             metavar=option.metavar,
-            help=f"{option.help} [env {option.env}]",
+            help=option_help(option.help, option.shown_default or option.default or "", option.env),
         )
     run.add_argument(
         "--namespace",
@@ -243,15 +253,22 @@ def add_run_parser(sub: Any) -> argparse.ArgumentParser:
         action="append",
         default=None,
         metavar="NS",
-        help="watch only this namespace; repeat or separate with commas (default: all "
-        f"namespaces) [env {ENV_PREFIX}NAMESPACE, comma-separated]",
+        help=option_help(
+            "watch only this namespace; repeat or separate with commas",
+            "all namespaces",
+            f"{ENV_PREFIX}NAMESPACE, comma-separated",
+        ),
     )
     run.add_argument(
         "--leader-elect",
         action=argparse.BooleanOptionalAction,
         default=None,
-        help="reconcile only while holding the leader-election Lease, so several replicas "
-        f"can run (default: on) [env {ENV_PREFIX}LEADER_ELECT=true|false]",
+        help=option_help(
+            "reconcile only while holding the leader-election Lease; the other replicas keep "
+            "warm caches and take over within seconds; needed for more than one replica",
+            "on",
+            f"{ENV_PREFIX}LEADER_ELECT=true|false",
+        ),
     )
     return run
 

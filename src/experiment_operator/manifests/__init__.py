@@ -5,8 +5,9 @@
 
 Generated: the CRD (config/crd/bases and the chart's crds/), config/rbac, config/manager,
 config/default's metrics Service, the chart's RBAC rules (templates/_rules.tpl),
-docs/trackingserver-reference.md and docs/permissions.md. Hand-written: the kustomizations,
-the chart's other templates and values, the samples.
+docs/trackingserver-reference.md, docs/permissions.md and the options table inside
+docs/configuration.md. Hand-written: the kustomizations, the chart's other templates and values,
+the samples, the rest of docs/configuration.md.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import yaml
 from experiment_operator import rbac
 from experiment_operator.api.crd import FILE_NAME as CRD_FILE
 from experiment_operator.api.crd import render_crd
-from experiment_operator.manifests import install
+from experiment_operator.manifests import configuration, install
 from experiment_operator.manifests.reference import render_permissions, render_reference
 
 CHART = Path("charts/experiment-operator")
@@ -57,8 +58,9 @@ def _rules_template() -> str:
     )
 
 
-def generated_files() -> dict[Path, str]:
-    """Path (relative to the repository root) → the content it must have."""
+def generated_files(root: Path) -> dict[Path, str]:
+    """Path (relative to the repository root) → the content it must have (`root` is read for
+    the hand-written parts of docs/configuration.md and the chart's values)."""
     by_kind = {(o["kind"], o["metadata"]["name"]): o for o in install.rbac_objects()}
     names = install.NAMES
 
@@ -83,6 +85,7 @@ def generated_files() -> dict[Path, str]:
         CHART / "templates" / "_rules.tpl": _rules_template(),
         Path("docs/trackingserver-reference.md"): render_reference(),
         Path("docs/permissions.md"): render_permissions(),
+        configuration.DOC: configuration.render_configuration(root),
     }
 
 
@@ -90,7 +93,7 @@ def stale_files(root: Path) -> list[Path]:
     """Generated files under `root` that are missing or differ from what they must be."""
     return [
         path
-        for path, text in generated_files().items()
+        for path, text in generated_files(root).items()
         if not (root / path).is_file() or (root / path).read_text() != text
     ]
 
@@ -98,7 +101,7 @@ def stale_files(root: Path) -> list[Path]:
 def write(root: Path) -> list[Path]:
     """Write the stale generated files under `root`; returns what was written."""
     written = stale_files(root)
-    contents = generated_files()
+    contents = generated_files(root)
     for path in written:
         (root / path).parent.mkdir(parents=True, exist_ok=True)
         (root / path).write_text(contents[path])

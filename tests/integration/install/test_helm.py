@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import subprocess
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
+from experiment_operator import cli
 from experiment_operator.envtest.binaries import REPO_ROOT, find_binaries
 from experiment_operator.envtest.cluster import Cluster, Kubectl
+from experiment_operator.manifests.configuration import HELM_VALUES, documented_options
 from experiment_operator.rbac import rules
+from experiment_operator.trackingserver.children import IngressController
 
 CHART = str(REPO_ROOT / "charts" / "experiment-operator")
 Helm = Callable[..., subprocess.CompletedProcess[str]]
@@ -93,6 +97,60 @@ def test_template_namespaced(helm: Helm, kubectl: Kubectl, namespace: str) -> No
     assert [r["metadata"]["namespace"] for r in roles] == [namespace]
     dry = kubectl("apply", "--dry-run=server", "-f", "-", input=out, check=False)
     assert dry.returncode == 0, dry.stderr
+
+
+def _operator_options(helm: Helm, *values: str) -> cli.RunOptions:
+    """The options `experiment-operator run` reads from the environment the chart renders."""
+    out = helm("template", "rel", CHART, "-n", "ops", *values).stdout
+    deployment = next(o for o in _objects(out) if o["kind"] == "Deployment")
+    env = deployment["spec"]["template"]["spec"]["containers"][0]["env"]
+    known = {o.env for o in documented_options()}
+    assert {e["name"] for e in env if e["name"].startswith(cli.ENV_PREFIX)} <= known
+    top, run = cli.parsers()
+    environ = {e["name"]: e["value"] for e in env if "value" in e}
+    return cli.run_options(run, top.parse_args(["run"]), environ, Path("/nonexistent"))
+
+
+def test_every_documented_value_sets_its_option(helm: Helm) -> None:
+    """The Helm column of docs/configuration.md, in formats the CLI accepts."""
+    given = {
+        "ingressController": "nginx",
+        "nginxIngressClass": "internal",
+        "watchNamespaces": "{team-a,team-b}",
+        "maxConcurrentReconciles": "7",
+        "leaderElection.enabled": "false",
+        "metrics.port": "9090",
+        "healthProbePort": "9091",
+        "logFormat": "text",
+        "logLevel": "debug",
+        "resyncPeriod": "1h30m",
+    }
+    assert set(HELM_VALUES.values()) == set(given)
+    values = [a for k, v in {**given, "replicaCount": "1"}.items() for a in ("--set", f"{k}={v}")]
+    assert _operator_options(helm, *values) == cli.RunOptions(
+        ingress_controller=IngressController.NGINX,
+        nginx_ingress_class="internal",
+        namespaces=["team-a", "team-b"],
+        max_concurrent_reconciles=7,
+        leader_elect=False,
+        leader_election_namespace="default",  # the chart sets it from the Pod: not a value
+        leader_election_id="experiment-operator",
+        metrics_bind_address=("0.0.0.0", 9090),
+        health_probe_bind_address=("0.0.0.0", 9091),
+        log_format="text",
+        log_level="debug",
+        resync_period=5400.0,
+        kubeconfig=None,
+    )
+
+
+def test_default_values_and_a_resync_period_in_seconds(helm: Helm) -> None:
+    options = _operator_options(helm, "--set", "resyncPeriod=3600")
+    assert (options.leader_elect, options.log_format, options.namespaces) == (True, "json", None)
+    assert options.resync_period == 3600.0
+    bad = helm("template", "x", CHART, "--set", "resyncPeriod=ten hours", check=False)
+    assert bad.returncode != 0
+    assert "resyncPeriod" in bad.stderr
 
 
 @pytest.fixture

@@ -61,7 +61,7 @@ def test_lease_permissions_only_in_own_namespace() -> None:
 
 
 def test_install_matches_the_generated_config_files() -> None:
-    files = generated_files()
+    files = generated_files(REPO_ROOT)
     text = render_install()
     for path, content in files.items():
         if path.parts[0] == "config" and path.suffix == ".yaml":
