@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from experiment_operator import cli
+from experiment_operator.cli.run import run
 from experiment_operator.trackingserver.children import IngressController
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
@@ -133,6 +134,24 @@ def test_bad_options_exit_with_a_clear_message(
         options(argv, env)
     assert exited.value.code == 2
     assert message in capsys.readouterr().err
+
+
+async def test_an_unreadable_ca_file_is_a_clear_exit(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(
+        yaml.safe_dump({
+            "clusters": [{"name": "c", "cluster": {
+                "server": "https://127.0.0.1:1", "certificate-authority": str(tmp_path / "no-ca"),
+            }}],
+            "users": [{"name": "u", "user": {"token": "t"}}],
+            "contexts": [{"name": "x", "context": {"cluster": "c", "user": "u"}}],
+            "current-context": "x",
+        })
+    )  # fmt: skip
+    assert await run(options([f"--kubeconfig={kubeconfig}"])) == 1
+    assert "no usable kubeconfig" in caplog.text
 
 
 def test_run_help_explains_every_option(capsys: pytest.CaptureFixture[str]) -> None:

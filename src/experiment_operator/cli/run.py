@@ -24,10 +24,10 @@ async def run(options: RunOptions) -> int:
             if options.kubeconfig
             else KubeConfig.from_env()
         )
+        client = AsyncClient(config=config, field_manager=FIELD_MANAGER)  # reads CA, client certs
     except (ConfigError, OSError) as err:
         log.error("no usable kubeconfig: %s", err)
         return 1
-    client = AsyncClient(config=config, field_manager=FIELD_MANAGER)
     metrics_server: ProbeServer | None = None
     try:
         try:
