@@ -25,7 +25,8 @@ from experiment_operator.envtest.kwok import KWOK_NODE_ANNOTATION, fake_node_man
 
 log = logging.getLogger(__name__)
 
-SERVICE_CIDR = "10.0.0.0/24"
+SERVICE_CIDR = "10.0.0.0/16"
+"""Room for the benchmarks' thousands of Services (a /24 runs out after 254)."""
 START_TIMEOUT = 60.0
 
 
