@@ -53,6 +53,7 @@ async def create_burst(bench: Bench, obs: Observer, keys: list[Key], within: flo
     children_applied = max(max(obs.children_of(key).values()) for key in keys) - t0
     await bench.operator.quiesce(at_least=n)
     children = [len(obs.children_of(key)) for key in keys]
+    errors = (await bench.operator.metrics()).get("controller_runtime_reconcile_errors_total", 0)
     counts = await bench.requests(wall0)
     writes = counts.to_dict()
     return {
@@ -62,6 +63,7 @@ async def create_burst(bench: Bench, obs: Observer, keys: list[Key], within: flo
         "ready_seconds": round(ready, 2),
         "not_ready_after_quiesce": not_ready(obs, keys),
         "children_per_cr": round(sum(children) / n, 2),
+        "reconcile_errors": int(errors),
         "writes_per_cr": round(counts.writes / n, 2),
         "reads_per_cr": round(counts.reads / n, 2),
         "per_cr_by_verb": per_cr(writes["by_verb"], n),

