@@ -1,6 +1,5 @@
 // Wrapper module: pins helm, used to lint, render and install charts/experiment-operator.
-// v3.20.x is the newest v3 line built on Kubernetes 0.35 (the control plane's release) that still
-// builds with Go 1.25, the README's minimum.
+// v3.20.x is the newest v3 line built on Kubernetes 0.35, the control plane's release.
 module experiment-operator/hack/controlplane/helm
 
 go 1.25.0

@@ -9,7 +9,7 @@ from lightkube import ApiError, AsyncClient, ConfigError, KubeConfig
 
 from experiment_operator.cli.options import RunOptions
 from experiment_operator.runtime.apply import FIELD_MANAGER
-from experiment_operator.runtime.manager import LeadershipLost, Manager
+from experiment_operator.runtime.manager import KindNotServedError, LeadershipLost, Manager
 from experiment_operator.runtime.metrics import ProbeServer
 from experiment_operator.trackingserver.controller import OWNED_LABELS, child_options, setup
 
@@ -66,7 +66,7 @@ async def run(options: RunOptions) -> int:
     except LeadershipLost as err:
         log.error("%s: exiting so that a fresh process campaigns again", err)
         return 1
-    except OSError as err:  # e.g. a bind address in use
+    except (OSError, KindNotServedError) as err:  # e.g. a bind address in use, no CRD
         log.error("%s", err)
         return 1
     finally:

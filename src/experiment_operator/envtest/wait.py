@@ -8,9 +8,14 @@ from collections.abc import Awaitable, Callable
 
 
 async def eventually(
-    check: Callable[[], bool | Awaitable[bool]], *, within: float = 30.0, interval: float = 0.2
+    check: Callable[[], object | Awaitable[object]],
+    what: str | None = None,
+    *,
+    within: float = 30.0,
+    interval: float = 0.2,
 ) -> None:
-    """Poll ``check`` until it returns true; fail with AssertionError after ``within`` seconds."""
+    """Poll ``check`` until it returns something true; fail with AssertionError naming ``what``
+    (default: the function's name) after ``within`` seconds."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + within
     while True:

@@ -31,6 +31,10 @@ from .store import Store
 log = logging.getLogger(__name__)
 
 
+class KindNotServedError(RuntimeError):
+    """The primary kind's API is not served (its CRD is not installed): nothing to reconcile."""
+
+
 class LeadershipLost(RuntimeError):
     """The Lease could not be renewed: the process should exit and start over."""
 
@@ -240,7 +244,10 @@ class Manager:
             cache.served = await kubeapi.is_served(self.client, cache.kind)
             if not cache.served:
                 if cache.required:
-                    raise RuntimeError(f"{cache.kind.kind}.{cache.kind.group} is not served")
+                    raise KindNotServedError(
+                        f"{cache.kind.api_version} {cache.kind.kind} is not served by the API "
+                        "server; install its CustomResourceDefinition first"
+                    )
                 log.warning(
                     "API not served, not watching it",
                     extra={"kind": cache.kind.kind, "apiVersion": cache.kind.api_version},

@@ -13,11 +13,12 @@ from lightkube import AsyncClient
 from lightkube.generic_resource import create_namespaced_resource
 from lightkube.resources.core_v1 import ConfigMap
 
+from experiment_operator.envtest.wait import eventually
 from experiment_operator.runtime import kubeapi
 from experiment_operator.runtime.apply import apply_owned, update_status
 from experiment_operator.runtime.controller import ControllerBuilder, Request, Result
 from experiment_operator.runtime.kubeapi import KindInfo, Obj
-from experiment_operator.runtime.manager import Manager
+from experiment_operator.runtime.manager import KindNotServedError, Manager
 
 pytestmark = pytest.mark.integration
 
@@ -80,21 +81,6 @@ async def running(manager: Manager) -> AsyncIterator[asyncio.Task[None]]:
             await asyncio.wait_for(task, 30)
 
 
-async def eventually(check: Callable[[], Any], what: str) -> None:
-    """Wait (generously) until `check()` (sync or async) is truthy."""
-    try:
-        async with asyncio.timeout(60):
-            while True:
-                result = check()
-                if asyncio.iscoroutine(result):
-                    result = await result
-                if result:
-                    return
-                await asyncio.sleep(0.1)
-    except TimeoutError:
-        raise AssertionError(f"not within 60 s: {what}") from None
-
-
 async def create_widget(kube: AsyncClient, namespace: str, name: str, size: int = 1) -> Obj:
     body = {"apiVersion": WIDGET.api_version, "kind": "Widget",
             "metadata": {"name": name}, "spec": {"size": size}}  # fmt: skip
@@ -126,7 +112,7 @@ async def test_owns_recreates_a_deleted_child_and_caches_only_managed_objects(
         async with running(manager):
             assert not manager.is_served(Gadget), "an Owns kind without its CRD is skipped"
             await create_widget(kube, namespace, "w1", size=3)
-            await eventually(lambda: child_uid(kube, namespace, "w1"), "child created")
+            await eventually(lambda: child_uid(kube, namespace, "w1"), "child created", within=60)
             first = await child_uid(kube, namespace, "w1")
             await kube.delete(ConfigMap, "w1", namespace=namespace)
 
@@ -134,7 +120,7 @@ async def test_owns_recreates_a_deleted_child_and_caches_only_managed_objects(
                 uid = await child_uid(kube, namespace, "w1")
                 return uid is not None and uid != first
 
-            await eventually(recreated, "deleted child recreated")
+            await eventually(recreated, "deleted child recreated", within=60)
             assert Request(namespace, "w1") in reconciler.calls
             cached = [o["metadata"]["name"] for o in manager.cache(ConfigMap).list(namespace)]
             assert "kube-root-ca.crt" not in cached, "child caches are label-selected"
@@ -161,11 +147,13 @@ async def test_resync_of_a_converged_object_makes_no_writes(
                 child = manager.cache(ConfigMap).get(namespace, "w2")
                 return bool(widget and widget.get("status") and child)
 
-            await eventually(converged, "widget converged")
-            await eventually(lambda: writes, "writes seen")
+            await eventually(converged, "widget converged", within=60)
+            await eventually(lambda: writes, "writes seen", within=60)
             writes.clear()
             calls = len(reconciler.calls)
-            await eventually(lambda: len(reconciler.calls) >= calls + 3, "resyncs happened")
+            await eventually(
+                lambda: len(reconciler.calls) >= calls + 3, "resyncs happened", within=60
+            )
             assert writes == [], "reconciling an unchanged object must not write"
     finally:
         await client.close()
@@ -182,8 +170,8 @@ async def test_only_the_leader_reconciles_and_a_successor_takes_over(
     tasks = [asyncio.create_task(m.run()) for m, _ in pairs]
     try:
         await create_widget(kube, namespace, "w3")
-        await eventually(lambda: any(r.calls for _, r in pairs), "someone reconciled")
-        await eventually(lambda: any(m.is_leader for m, _ in pairs), "someone leads")
+        await eventually(lambda: any(r.calls for _, r in pairs), "someone reconciled", within=60)
+        await eventually(lambda: any(m.is_leader for m, _ in pairs), "someone leads", within=60)
         leader = next(i for i, (m, _) in enumerate(pairs) if m.is_leader)
         follower = 1 - leader
         await create_widget(kube, namespace, "w4")
@@ -194,7 +182,7 @@ async def test_only_the_leader_reconciles_and_a_successor_takes_over(
 
         pairs[leader][0].stop()  # graceful: releases the Lease
         await asyncio.wait_for(tasks[leader], 30)
-        await eventually(lambda: pairs[follower][0].is_leader, "successor leads")
+        await eventually(lambda: pairs[follower][0].is_leader, "successor leads", within=60)
         await create_widget(kube, namespace, "w5")
         await eventually(
             lambda: Request(namespace, "w5") in pairs[follower][1].calls, "successor reconciled"
@@ -219,7 +207,9 @@ async def test_probes_and_metrics_of_a_running_manager(
             assert manager.probe is not None
             base = f"http://127.0.0.1:{manager.probe.port}"
             await create_widget(kube, namespace, "w6")
-            await eventually(lambda: Request(namespace, "w6") in reconciler.calls, "reconciled")
+            await eventually(
+                lambda: Request(namespace, "w6") in reconciler.calls, "reconciled", within=60
+            )
             async with httpx2.AsyncClient(base_url=base) as http:
                 assert (await http.get("/healthz")).status_code == 200
                 assert (await http.get("/readyz")).status_code == 200, "caches synced"
@@ -231,3 +221,13 @@ async def test_probes_and_metrics_of_a_running_manager(
             assert 'rest_client_requests_total{code="200",verb="watch"}' in text
     finally:
         await client.close()
+
+
+async def test_an_unserved_primary_kind_stops_the_manager_with_a_clear_error(
+    kube: AsyncClient, namespace: str
+) -> None:
+    manager = Manager(kube, namespaces=[namespace])
+    ControllerBuilder(manager).named("gadget").for_(Gadget).complete(WidgetReconciler(manager))
+    with pytest.raises(KindNotServedError, match="install its CustomResourceDefinition"):
+        async with asyncio.timeout(30):
+            await manager.run()

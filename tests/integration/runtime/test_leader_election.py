@@ -20,6 +20,7 @@ from lightkube.resources.coordination_v1 import Lease
 from lightkube.types import PatchType
 
 from experiment_operator.envtest.cluster import Cluster
+from experiment_operator.envtest.wait import eventually
 from experiment_operator.runtime.leaderelection import LeaderElector
 
 pytestmark = pytest.mark.integration
@@ -63,13 +64,6 @@ class Candidate:
 
     def start(self) -> None:
         self.task = asyncio.create_task(self.elector.run(self.lead))
-
-
-async def eventually(check: Callable[[], bool], within: float) -> None:
-    deadline = time.monotonic() + within
-    while not check():
-        assert time.monotonic() < deadline, f"not true within {within}s"
-        await asyncio.sleep(0.05)
 
 
 @pytest.fixture
@@ -137,7 +131,7 @@ async def test_simultaneous_candidates_elect_exactly_one(
     group = [candidates(f"c{i}") for i in range(3)]
     for candidate in group:
         candidate.start()
-    await eventually(lambda: any(c.leading.is_set() for c in group), 10)
+    await eventually(lambda: any(c.leading.is_set() for c in group), within=10, interval=0.05)
     await asyncio.sleep(2 * TIMINGS["lease_duration"])
     leaders = [c for c in group if c.leading.is_set()]
     assert len(leaders) == 1
