@@ -33,6 +33,7 @@ HELM_VALUES: dict[str, str] = {
     "--namespace": "watchNamespaces",
     "--max-concurrent-reconciles": "maxConcurrentReconciles",
     "--leader-elect": "leaderElection.enabled",
+    "--leader-election-id": "leaderElection.id",
     "--metrics-bind-address": "metrics.port",
     "--health-probe-bind-address": "healthProbePort",
     "--log-format": "logFormat",

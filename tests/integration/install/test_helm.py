@@ -119,6 +119,7 @@ def test_every_documented_value_sets_its_option(helm: Helm) -> None:
         "watchNamespaces": "{team-a,team-b}",
         "maxConcurrentReconciles": "7",
         "leaderElection.enabled": "false",
+        "leaderElection.id": "ops-lease",
         "metrics.port": "9090",
         "healthProbePort": "9091",
         "logFormat": "text",
@@ -134,7 +135,7 @@ def test_every_documented_value_sets_its_option(helm: Helm) -> None:
         max_concurrent_reconciles=7,
         leader_elect=False,
         leader_election_namespace="default",  # the chart sets it from the Pod: not a value
-        leader_election_id="experiment-operator",
+        leader_election_id="ops-lease",
         metrics_bind_address=("0.0.0.0", 9090),
         health_probe_bind_address=("0.0.0.0", 9091),
         log_format="text",
@@ -148,6 +149,7 @@ def test_default_values_and_a_resync_period_in_seconds(helm: Helm) -> None:
     options = _operator_options(helm, "--set", "resyncPeriod=3600")
     assert (options.leader_elect, options.log_format, options.namespaces) == (True, "json", None)
     assert options.resync_period == 3600.0
+    assert options.leader_election_id == "rel-experiment-operator", "one Lease per release"
     bad = helm("template", "x", CHART, "--set", "resyncPeriod=ten hours", check=False)
     assert bad.returncode != 0
     assert "resyncPeriod" in bad.stderr
