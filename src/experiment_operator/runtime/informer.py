@@ -101,10 +101,9 @@ class Informer:
             backoff = min(backoff * 2, self._max_backoff)
 
     async def _relist(self) -> None:
-        items, rv = await kubeapi.list_all(
-            self.client, self.kind, self.namespace, self.label_selector
+        listed, rv = await kubeapi.list_all(
+            self.client, self.kind, self.namespace, self.label_selector, transform=self._prepare
         )
-        listed = [self._prepare(obj) for obj in items]
         for change in diff_relist(self.store.snapshot(self.namespace), listed):
             self._deliver(change)
         self._rv = rv

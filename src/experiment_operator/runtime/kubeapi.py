@@ -8,7 +8,7 @@ lightkube's configured (authenticated, instrumented) httpx client.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -138,8 +138,12 @@ async def list_all(
     namespace: str | None,
     label_selector: str | None,
     page_size: int = 500,
+    transform: Callable[[Obj], Obj] | None = None,
 ) -> tuple[list[Obj], str]:
-    """List every object (following continue tokens); return the items and the list's RV."""
+    """List every object (following continue tokens); return the items and the list's RV.
+
+    `transform` is applied to each item as its page arrives, so a cache that slims objects
+    never holds every raw object of a big list at once."""
     params = {"limit": str(page_size)}
     if label_selector:
         params["labelSelector"] = label_selector
@@ -149,7 +153,7 @@ async def list_all(
         for item in page.get("items") or []:
             item.setdefault("apiVersion", kind.api_version)
             item.setdefault("kind", kind.kind)
-            items.append(item)
+            items.append(transform(item) if transform is not None else item)
         meta = page.get("metadata") or {}
         if not meta.get("continue"):
             return items, str(meta.get("resourceVersion", ""))
