@@ -110,15 +110,15 @@ async def run_scenarios(bench: Bench, args: argparse.Namespace) -> dict[str, Any
                 bench, configmaps=args.configmaps, deployments=args.deployments, namespaces=10
             )
             log.info("unrelated: %s", _brief(result["unrelated"]))
+        memory["rss_mib_peak"] = round(
+            max(op.peak_rss(), memory.get("rss_mib_peak_before_restart", 0)), 1
+        )
         if args.memory_crs:
             log.info("memory: growing to %d TrackingServers", args.memory_crs)
             result["memory_at"] = await scenarios.memory_at(
                 bench, obs, args.memory_crs, namespaces, children
             )
             log.info("memory: %s", _brief(result["memory_at"]))
-        memory["rss_mib_peak"] = round(
-            max(op.peak_rss(), memory.get("rss_mib_peak_before_restart", 0)), 1
-        )
         whole_run = await bench.requests(run_wall0)
         result["conflicts"] = whole_run.conflicts
         result["requests_total"] = whole_run.to_dict()

@@ -94,6 +94,8 @@ METRICS = (
     Metric("rss_mib_peak", "peak RSS MiB (whole run)", "memory.rss_mib_peak"),
     Metric("rss_mib_unrelated_delta", "RSS MiB added by unrelated objects",
            "unrelated.rss_mib_delta", "< 5", lambda v, _: v < 5),
+    Metric("grown_to_crs", "finally grown to this many CRs (size 0)", "memory_at.crs"),
+    Metric("rss_mib_grown", "RSS MiB when grown", "memory_at.rss_mib"),
 )  # fmt: skip
 
 UNSUFFIXED = (
