@@ -26,6 +26,11 @@ log = logging.getLogger(__name__)
 Handler = Callable[[Change], None]
 Transform = Callable[[Obj], Obj]
 
+LIST_PAGE_SIZE = 100
+"""Objects per list page. Each page is decoded whole before the transform slims its items, so
+big pages raise the memory high-water mark of a (re)list; with 1000 TrackingServers a fresh
+operator settled at 117 MiB with pages of 500 and at 102 MiB with pages of 100."""
+
 
 class _Gone(Exception):
     """The resourceVersion we watch from is no longer available: relist."""
@@ -102,7 +107,12 @@ class Informer:
 
     async def _relist(self) -> None:
         listed, rv = await kubeapi.list_all(
-            self.client, self.kind, self.namespace, self.label_selector, transform=self._prepare
+            self.client,
+            self.kind,
+            self.namespace,
+            self.label_selector,
+            page_size=LIST_PAGE_SIZE,
+            transform=self._prepare,
         )
         for change in diff_relist(self.store.snapshot(self.namespace), listed):
             self._deliver(change)
