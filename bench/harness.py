@@ -207,17 +207,12 @@ async def bench_environment(
             admin, plane.kubeconfig, OPERATOR_NAMESPACE, workdir, token_seconds=24 * 3600
         ) as account:
             operator = OperatorProcess(account.kubeconfig, workdir, resync_period, operator_args)
+            audit = AuditLogTail(plane.audit_log, account.username)
             try:
-                yield Bench(
-                    cluster=cluster,
-                    admin=admin,
-                    account=account,
-                    audit=AuditLogTail(plane.audit_log, account.username),
-                    operator=operator,
-                    workdir=workdir,
-                )
+                yield Bench(cluster, admin, account, audit, operator, workdir)
             finally:
                 await operator.stop()
+                audit.close()
     finally:
         if admin is not None:
             await admin.close()

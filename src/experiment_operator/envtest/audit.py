@@ -9,12 +9,13 @@ it ends.
 from __future__ import annotations
 
 import json
+import os
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 WRITE_VERBS = frozenset({"create", "update", "patch", "delete", "deletecollection"})
 COMPLETE = "ResponseComplete"
@@ -138,26 +139,51 @@ def parse_lines(lines: Iterable[str], user: str) -> Iterator[AuditedRequest]:
 
 
 class AuditLogTail:
-    """Follows a growing audit log and keeps one user's completed requests (in memory)."""
+    """Follows a growing audit log and keeps one user's completed requests (in memory).
+
+    kube-apiserver rotates the log at `--audit-log-maxsize` (100 MB by default): the file is
+    renamed and a new one started. Like `tail -F`, the open file is read to its end before
+    switching to the new file, so no request is lost across a rotation."""
 
     def __init__(self, path: Path, user: str) -> None:
         self.path = path
         self.user = user
         self.requests: list[AuditedRequest] = []
-        self._offset = 0
+        self._file: BinaryIO | None = None
+        self._partial = b""
 
     def poll(self) -> None:
         """Read the lines appended since the last call (a partial last line waits)."""
-        if not self.path.exists():
-            return
-        with self.path.open("rb") as log:
-            log.seek(self._offset)
-            data = log.read()
-        complete = data.rfind(b"\n") + 1
-        self._offset += complete
-        lines = data[:complete].decode().splitlines()
-        self.requests.extend(parse_lines(lines, self.user))
+        if self._file is None:
+            if not self.path.exists():
+                return
+            self._file = self.path.open("rb")
+        self._read()
+        while self._rotated():
+            self._read()  # what was written before the rename
+            self._file.close()
+            self._file, self._partial = self.path.open("rb"), b""
+            self._read()
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
 
     def counts(self, since: float | None = None, until: float | None = None) -> RequestCounts:
         self.poll()
         return count_requests(self.requests, since, until)
+
+    def _read(self) -> None:
+        assert self._file is not None
+        data = self._partial + self._file.read()
+        complete = data.rfind(b"\n") + 1
+        self._partial = data[complete:]
+        self.requests.extend(parse_lines(data[:complete].decode().splitlines(), self.user))
+
+    def _rotated(self) -> bool:
+        assert self._file is not None
+        try:
+            return os.stat(self.path).st_ino != os.fstat(self._file.fileno()).st_ino
+        except FileNotFoundError:  # between the rename and the new file
+            return False

@@ -141,5 +141,24 @@ def test_tail_reads_appended_lines_and_waits_for_a_partial_one(tmp_path: Path) -
     with path.open("a") as log:
         log.write(second[40:] + "\n")
     counts = tail.counts()
+    tail.close()
     assert counts.total == 2
     assert counts.by_verb() == {"patch": 1, "create": 1}
+
+
+def test_tail_follows_a_rotation_without_losing_lines(tmp_path: Path) -> None:
+    path = tmp_path / "audit.log"
+    tail = AuditLogTail(path, OPERATOR)
+    path.write_text(line("patch") + "\n")
+    assert tail.counts().total == 1
+    with path.open("a") as log:  # written just before the API server rotates
+        log.write(line("create", resource="events") + "\n")
+    path.rename(tmp_path / "audit-2026-11-27T06-04-47.418.log")
+    path.write_text(line("delete") + "\n")
+    try:
+        assert tail.counts().by_verb() == {"patch": 1, "create": 1, "delete": 1}
+        with path.open("a") as log:
+            log.write(line("get") + "\n")
+        assert tail.counts().total == 4
+    finally:
+        tail.close()
