@@ -23,8 +23,9 @@ CRD_FILE = Path(__file__).resolve().parents[1] / "config" / "crd" / "bases" / FI
 
 
 @pytest.fixture(scope="session")
-def cluster() -> Iterator[Cluster]:
-    with cluster_for_tests() as handle:
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    # Under pytest's basetemp: the logs of the last few runs are kept, older ones removed.
+    with cluster_for_tests(tmp_path_factory.mktemp("controlplane")) as handle:
         handle.install_third_party_crds()
         yield handle
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -88,17 +87,15 @@ class Cluster:
 
 
 @contextmanager
-def cluster_for_tests(
-    workdir: Path | None = None, audit_policy: Path | None = None
-) -> Iterator[Cluster]:
-    """Yield the cluster of ``KUBECONFIG`` (``USE_EXISTING_CLUSTER=true``) or a fresh local one."""
+def cluster_for_tests(workdir: Path) -> Iterator[Cluster]:
+    """Yield the cluster of ``KUBECONFIG`` (``USE_EXISTING_CLUSTER=true``) or a fresh local one
+    whose state and logs live in ``workdir``."""
     if use_existing_cluster():
         kubeconfig = Path(os.environ.get("KUBECONFIG", Path.home() / ".kube" / "config"))
         yield Cluster(kubeconfig=kubeconfig, kubectl_path=os.environ.get("KUBECTL", "kubectl"))
         return
     binaries = find_binaries()
-    workdir = workdir or Path(tempfile.mkdtemp(prefix="experiment-operator-envtest-"))
-    plane = ControlPlane(workdir, binaries, audit_policy=audit_policy)
+    plane = ControlPlane(workdir, binaries)
     plane.start()
     try:
         yield Cluster(plane.kubeconfig, str(binaries / "kubectl"), plane)
