@@ -165,6 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("httpx").setLevel(logging.WARNING)
     logging.getLogger("httpx2").setLevel(logging.WARNING)
     run = asyncio.run(main_async(args))
+    args.results.parent.mkdir(parents=True, exist_ok=True)
     results = report.merge(args.results, run)
     report.write_markdown(args.results.with_name("RESULTS.md"), results["runs"])
     print(report.render(results["runs"]))
