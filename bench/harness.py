@@ -51,8 +51,9 @@ class OperatorProcess:
 
     kubeconfig: Path
     log_dir: Path
-    resync_period: float
     extra_args: list[str] = field(default_factory=list)
+    resync_period: float | None = None
+    """Passed as `--resync-period` when set (the operator's default, 10 h, otherwise)."""
     process: subprocess.Popen[bytes] | None = None
     started_at: float = 0.0
     rss_samples: list[tuple[float, float]] = field(default_factory=list)
@@ -69,10 +70,11 @@ class OperatorProcess:
             "--no-leader-elect",
             f"--health-probe-bind-address=127.0.0.1:{self.health_port}",
             f"--metrics-bind-address=127.0.0.1:{self.metrics_port}",
-            f"--resync-period={self.resync_period:g}s",
             "--log-format=json",
             *self.extra_args,
         ]
+        if self.resync_period is not None:
+            argv.append(f"--resync-period={self.resync_period:g}s")
         log_path = self.log_dir / f"operator-{self._runs}.log"
         with log_path.open("ab") as out:
             self.process = subprocess.Popen(
@@ -190,7 +192,7 @@ class Bench:
 
 @asynccontextmanager
 async def bench_environment(
-    workdir: Path, binaries: Path, *, resync_period: float, operator_args: list[str]
+    workdir: Path, binaries: Path, *, operator_args: list[str]
 ) -> AsyncIterator[Bench]:
     """Start everything, yield the Bench, and stop everything (also on errors or Ctrl-C)."""
     plane = ControlPlane(workdir / "controlplane", binaries, audit_policy=AUDIT_POLICY)
@@ -206,7 +208,7 @@ async def bench_environment(
         async with operator_account(
             admin, plane.kubeconfig, OPERATOR_NAMESPACE, workdir, token_seconds=24 * 3600
         ) as account:
-            operator = OperatorProcess(account.kubeconfig, workdir, resync_period, operator_args)
+            operator = OperatorProcess(account.kubeconfig, workdir, operator_args)
             audit = AuditLogTail(plane.audit_log, account.username)
             try:
                 yield Bench(cluster, admin, account, audit, operator, workdir)
