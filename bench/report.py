@@ -162,17 +162,24 @@ def table(runs: dict[str, Run]) -> str:
     return "\n".join(lines)
 
 
-def verbs_table(runs: dict[str, Run], path: str = "create.per_cr_by_verb") -> str:
-    """The operator's requests per new CR, by verb (audit log)."""
+def _per_cr_requests(run: Run, scenario: str) -> dict[str, float]:
+    """Requests of one scenario per CR, by "verb resource" (audit log)."""
+    counts = _get(run, f"{scenario}.requests.by_verb_resource") or {}
+    return {name: round(value / run["n"], 2) for name, value in counts.items()}
+
+
+def requests_table(runs: dict[str, Run], scenario: str = "create") -> str:
+    """The operator's requests per CR in a scenario, by verb and resource."""
     ns = sorted(runs, key=int)
-    verbs = sorted({verb for n in ns for verb in (_get(runs[n], path) or {})})
+    per_run = {n: _per_cr_requests(runs[n], scenario) for n in ns}
+    names = sorted({name for n in ns for name in per_run[n]})
     lines = [
-        "| verb (per new CR) | " + " | ".join(f"N={n}" for n in ns) + " |",
+        "| request (per CR) | " + " | ".join(f"N={n}" for n in ns) + " |",
         "|---|" + "---|" * len(ns),
     ]
-    for verb in verbs:
-        cells = [_fmt((_get(runs[n], path) or {}).get(verb, 0)) for n in ns]
-        lines.append(f"| {verb} | " + " | ".join(cells) + " |")
+    for name in names:
+        cells = [_fmt(per_run[n].get(name, 0)) for n in ns]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -194,7 +201,9 @@ def render(runs: dict[str, Run]) -> str:
             "### Summary",
             table(runs),
             "### Requests per new CR (create burst, from the audit log)",
-            verbs_table(runs),
+            requests_table(runs, "create"),
+            "### Requests per CR for the image change",
+            requests_table(runs, "spec_change"),
             "### Machine and date",
             machine_lines(runs),
         ]
