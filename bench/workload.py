@@ -9,13 +9,8 @@ from __future__ import annotations
 import asyncio
 import functools
 from collections.abc import Awaitable, Iterable, Sequence
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from lightkube import AsyncClient
 from lightkube.generic_resource import create_namespaced_resource
 from lightkube.models.apps_v1 import DeploymentSpec
@@ -26,6 +21,7 @@ from lightkube.resources.core_v1 import ConfigMap, Namespace
 from lightkube.types import PatchType
 
 from experiment_operator.api.trackingserver import GROUP, KIND, PLURAL, VERSION
+from experiment_operator.envtest.objects import tls_pair
 from experiment_operator.runtime.kubeapi import Key
 
 TrackingServer = create_namespaced_resource(GROUP, VERSION, KIND, PLURAL)
@@ -51,35 +47,16 @@ def cr_keys(count: int, namespaces: Sequence[str], prefix: str = "ts") -> list[K
 
 
 @functools.cache
-def tls_pair() -> tuple[str, str]:
-    """A valid self-signed certificate and key for *.bench.example (PEM)."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "*.bench.example")])
-    now = datetime.now(UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(days=1))
-        .not_valid_after(now + timedelta(days=365))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName("*.bench.example")]), False)
-        .sign(key, hashes.SHA256())
-    )
-    key_pem = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
-    return cert.public_bytes(serialization.Encoding.PEM).decode(), key_pem.decode()
+def bench_tls_pair() -> tuple[str, str]:
+    """One valid self-signed pair for every CR (generating 1000 keys would dominate the run)."""
+    return tls_pair("*.bench.example", days=365)
 
 
 def trackingserver(key: Key, image: str = IMAGE, size: int = 1) -> Any:
     """The seed's sample (valid TLS pair, URL with a path) without a volume: Deployment,
     Service, credentials Secret, TLS Secret, IngressRoute and StripPrefix Middleware."""
     namespace, name = key
-    cert, private_key = tls_pair()
+    cert, private_key = bench_tls_pair()
     return TrackingServer(
         metadata=ObjectMeta(name=name, namespace=namespace),
         spec={
