@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import textwrap
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 from lightkube import ApiError, AsyncClient
@@ -85,50 +86,23 @@ async def test_crd_status_subresource_and_printer_columns(kubectl: Kubectl, name
     assert "COLOUR" in table.splitlines()[0]
     assert "teal" in table
 
-    def get() -> dict[str, object]:
-        out = kubectl("get", "widget", "w", "-n", namespace, "-o", "json").stdout
-        result: dict[str, object] = json.loads(out)
-        return result
+    def get() -> Any:
+        return json.loads(kubectl("get", "widget", "w", "-n", namespace, "-o", "json").stdout)
 
-    status_patch = json.dumps({"status": {"phase": "Done"}, "spec": {"colour": "red"}})
-    kubectl(
-        "patch",
-        "widget",
-        "w",
-        "-n",
-        namespace,
-        "--subresource=status",
-        "--type=merge",
-        "-p",
-        status_patch,
-    )
+    def patch(body: dict[str, Any], *flags: str) -> None:
+        kubectl("patch", "widget", "w", "-n", namespace, "--type=merge", "-p", json.dumps(body),
+                *flags)  # fmt: skip
+
+    patch({"status": {"phase": "Done"}, "spec": {"colour": "red"}}, "--subresource=status")
     after_status = get()
     assert after_status["spec"] == {"colour": "teal"}, "a status write must not change spec"
     assert after_status["status"] == {"phase": "Done"}
-    assert after_status["metadata"]["generation"] == 1  # type: ignore[index]
+    assert after_status["metadata"]["generation"] == 1
 
-    kubectl(
-        "patch",
-        "widget",
-        "w",
-        "-n",
-        namespace,
-        "--type=merge",
-        "-p",
-        json.dumps({"spec": {"colour": "red"}}),
-    )
-    assert get()["metadata"]["generation"] == 2  # type: ignore[index]
-    kubectl(
-        "patch",
-        "widget",
-        "w",
-        "-n",
-        namespace,
-        "--type=merge",
-        "-p",
-        json.dumps({"metadata": {"labels": {"x": "y"}}}),
-    )
-    assert get()["metadata"]["generation"] == 2, "metadata changes leave generation alone"  # type: ignore[index]
+    patch({"spec": {"colour": "red"}})
+    assert get()["metadata"]["generation"] == 2
+    patch({"metadata": {"labels": {"x": "y"}}})
+    assert get()["metadata"]["generation"] == 2, "metadata changes leave generation alone"
 
 
 async def test_stale_resource_version_conflicts(kube: AsyncClient, namespace: str) -> None:
