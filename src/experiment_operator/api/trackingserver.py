@@ -154,7 +154,8 @@ class TrackingServerSpec(BaseModel):
 
     backend_uri: SecretStr = Field(max_length=4096)
     """Backend store URI (env `BACKEND_URI`), e.g. `sqlite:////mlflow/mlflow.db`; may embed
-    database credentials, so it is never logged."""
+    database credentials, so it is never logged. A URI with a password reaches the Pod through
+    the owned Secret `<name>-backend-store`, not as a plain env value."""
 
     url: str = Field(
         max_length=2048,

@@ -15,6 +15,7 @@ import yaml
 
 from experiment_operator.api.trackingserver import TrackingServer
 from experiment_operator.trackingserver.labels import (
+    backend_store_secret_name,
     credentials_secret_name,
     unprefixed_ingress_name,
 )
@@ -24,7 +25,11 @@ from experiment_operator.trackingserver.routing import (
     middleware,
     nginx_ingresses,
 )
-from experiment_operator.trackingserver.secrets import credentials_secret, tls_secret
+from experiment_operator.trackingserver.secrets import (
+    backend_store_secret,
+    credentials_secret,
+    tls_secret,
+)
 from experiment_operator.trackingserver.storage import persistent_volume_claim
 from experiment_operator.trackingserver.workload import deployment, service
 
@@ -70,18 +75,25 @@ def build_children(
     *,
     tls_secret_present: bool,
     credentials_version: str | None = None,
+    backend_store_version: str | None = None,
 ) -> list[dict[str, Any]]:
     """Every desired child, in a sensible apply order (Secrets and PVC before the Deployment).
 
     `tls_secret_present`: a Secret named after the CR exists or will be applied (ours from
     cert/key, or the user's); routing then uses TLS. `credentials_version`: resourceVersion of
-    the Secret the S3 credentials come from, to roll pods when it changes.
+    the Secret the S3 credentials come from, to roll pods when it changes;
+    `backend_store_version` the same for the backend store Secret.
     """
     children = [
         persistent_volume_claim(ts),
         tls_secret(ts),
         credentials_secret(ts),
-        deployment(ts, credentials_version=credentials_version),
+        backend_store_secret(ts),
+        deployment(
+            ts,
+            credentials_version=credentials_version,
+            backend_store_version=backend_store_version,
+        ),
         service(ts),
     ]
     match options.ingress_controller:
@@ -110,6 +122,7 @@ def possible_children(name: str) -> list[ChildRef]:
         ChildRef("v1", "PersistentVolumeClaim", name),
         ChildRef("v1", "Secret", name),
         ChildRef("v1", "Secret", credentials_secret_name(name)),
+        ChildRef("v1", "Secret", backend_store_secret_name(name)),
         ChildRef("apps/v1", "Deployment", name),
         ChildRef("v1", "Service", name),
     ]

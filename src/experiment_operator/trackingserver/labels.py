@@ -12,6 +12,7 @@ MANAGED_BY_SELECTOR = f"{MANAGED_BY_LABEL}={MANAGED_BY}"
 """Label selector for the operator's child informers: they only stream objects we manage."""
 
 CREDENTIALS_SUFFIX = "-s3-credentials"
+BACKEND_STORE_SUFFIX = "-backend-store"
 UNPREFIXED_INGRESS_SUFFIX = "-static"
 
 
@@ -64,6 +65,11 @@ def child_metadata(ts: TrackingServer, name: str | None = None) -> dict[str, Any
 def credentials_secret_name(name: str) -> str:
     """Name of the owned Secret holding the plaintext spec credentials."""
     return f"{name}{CREDENTIALS_SUFFIX}"
+
+
+def backend_store_secret_name(name: str) -> str:
+    """Name of the owned Secret holding a backend store URI that embeds a password."""
+    return f"{name}{BACKEND_STORE_SUFFIX}"
 
 
 def unprefixed_ingress_name(name: str) -> str:

@@ -39,6 +39,7 @@ from experiment_operator.trackingserver.children import (
     build_children,
     unwanted_children,
 )
+from experiment_operator.trackingserver.labels import backend_store_secret_name
 from experiment_operator.trackingserver.resources import TrackingServerResource, kind_of
 from experiment_operator.trackingserver.secrets import credentials_source
 from experiment_operator.trackingserver.status import ConditionValue, Findings
@@ -159,12 +160,19 @@ class TrackingServerReconciler:
         if keep_tls_secret:  # an invalid cert/key: neither write it nor delete what exists
             children = [c for c in children if not self._is_tls_secret(c, p)]
         credentials_version: str | None = None
+        backend_store_version: str | None = None
         for child in children:
             if child["kind"] == "Deployment":
-                child = deployment(p.ts, credentials_version=credentials_version)
+                child = deployment(
+                    p.ts,
+                    credentials_version=credentials_version,
+                    backend_store_version=backend_store_version,
+                )
             applied = await self._apply(p, child)
             if applied is not None and self._is_owned_credentials(child, p):
                 credentials_version = applied["metadata"].get("resourceVersion")
+            if applied is not None and self._is_backend_store(child, p):
+                backend_store_version = applied["metadata"].get("resourceVersion")
             if child["kind"] == "Deployment":
                 p.deployment = applied
         await self._delete_unwanted(p, unwanted)
@@ -263,6 +271,12 @@ class TrackingServerReconciler:
             and source is not None
             and source.owned
             and child["metadata"]["name"] == source.secret_name
+        )
+
+    def _is_backend_store(self, child: Obj, p: _Pass) -> bool:
+        return bool(
+            child["kind"] == "Secret"
+            and child["metadata"]["name"] == backend_store_secret_name(p.name)
         )
 
     async def _apply(self, p: _Pass, child: Obj) -> Obj | None:

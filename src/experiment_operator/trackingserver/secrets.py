@@ -1,16 +1,23 @@
-"""The owned Secrets: the TLS Secret from cert/key and the S3 credentials from the spec."""
+"""The owned Secrets: TLS from cert/key, S3 credentials and a password-bearing backend URI."""
 
 from __future__ import annotations
 
 import base64
 from typing import Any, NamedTuple
+from urllib.parse import urlsplit
 
 from experiment_operator.api.trackingserver import (
     DEFAULT_ACCESS_KEY_ID_KEY,
     DEFAULT_SECRET_ACCESS_KEY_KEY,
     TrackingServer,
 )
-from experiment_operator.trackingserver.labels import child_metadata, credentials_secret_name
+from experiment_operator.trackingserver.labels import (
+    backend_store_secret_name,
+    child_metadata,
+    credentials_secret_name,
+)
+
+BACKEND_URI_KEY = "BACKEND_URI"
 
 
 def _b64(value: str) -> str:
@@ -54,6 +61,34 @@ def credentials_secret(ts: TrackingServer) -> dict[str, Any] | None:
             DEFAULT_ACCESS_KEY_ID_KEY: _b64(ts.spec.aws_access_key.get_secret_value()),
             DEFAULT_SECRET_ACCESS_KEY_KEY: _b64(ts.spec.aws_secret_key.get_secret_value()),
         },
+    }
+
+
+def backend_uri_has_password(ts: TrackingServer) -> bool:
+    """Whether `backend_uri` embeds a password (e.g. `postgresql://user:PASSWORD@db/mlflow`).
+
+    A URI that does not even parse is treated as one: better a needless Secret than a leak.
+    """
+    try:
+        return bool(urlsplit(ts.spec.backend_uri.get_secret_value()).password)
+    except ValueError:
+        return True
+
+
+def backend_store_secret(ts: TrackingServer) -> dict[str, Any] | None:
+    """The owned Opaque Secret `<name>-backend-store` when `backend_uri` embeds a password.
+
+    The Pod reads the URI through `secretKeyRef`, so the database password is not visible to
+    whoever may read Deployments. A password-less URI stays a plain env value (as the seed).
+    """
+    if not backend_uri_has_password(ts):
+        return None
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": child_metadata(ts, backend_store_secret_name(ts.metadata.name)),
+        "type": "Opaque",
+        "data": {BACKEND_URI_KEY: _b64(ts.spec.backend_uri.get_secret_value())},
     }
 
 

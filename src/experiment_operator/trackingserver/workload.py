@@ -5,8 +5,17 @@ from __future__ import annotations
 from typing import Any
 
 from experiment_operator.api.trackingserver import TrackingServer
-from experiment_operator.trackingserver.labels import child_labels, child_metadata, selector_labels
-from experiment_operator.trackingserver.secrets import credentials_source
+from experiment_operator.trackingserver.labels import (
+    backend_store_secret_name,
+    child_labels,
+    child_metadata,
+    selector_labels,
+)
+from experiment_operator.trackingserver.secrets import (
+    BACKEND_URI_KEY,
+    backend_uri_has_password,
+    credentials_source,
+)
 from experiment_operator.trackingserver.storage import volume, volume_mount
 
 CONTAINER_NAME = "mlflow"
@@ -15,6 +24,8 @@ PORT_NAME = "server"
 CREDENTIALS_VERSION_ANNOTATION = "experiment.aiscope/s3-credentials-version"
 """Pod-template annotation carrying the credentials Secret's resourceVersion, so that pods roll
 when the Secret changes (environment variables are only read at container start)."""
+BACKEND_STORE_VERSION_ANNOTATION = "experiment.aiscope/backend-store-version"
+"""The same for the owned backend store Secret (a `backend_uri` with a password)."""
 
 # Kubernetes' own defaults, owned explicitly so that server-side apply removes them when the
 # strategy switches to Recreate (which forbids a rollingUpdate block).
@@ -39,19 +50,27 @@ def _env(ts: TrackingServer) -> list[dict[str, Any]]:
         ):
             ref = {"name": source.secret_name, "key": key}
             env.append({"name": name, "valueFrom": {"secretKeyRef": ref}})
-    env += [
-        {"name": "ARTIFACT_ROOT", "value": spec.artifact_root},
-        {"name": "BACKEND_URI", "value": spec.backend_uri.get_secret_value()},
-    ]
+    env.append({"name": "ARTIFACT_ROOT", "value": spec.artifact_root})
+    if backend_uri_has_password(ts):
+        ref = {"name": backend_store_secret_name(ts.metadata.name), "key": BACKEND_URI_KEY}
+        env.append({"name": "BACKEND_URI", "valueFrom": {"secretKeyRef": ref}})
+    else:
+        env.append({"name": "BACKEND_URI", "value": spec.backend_uri.get_secret_value()})
     return env
 
 
-def deployment(ts: TrackingServer, *, credentials_version: str | None = None) -> dict[str, Any]:
+def deployment(
+    ts: TrackingServer,
+    *,
+    credentials_version: str | None = None,
+    backend_store_version: str | None = None,
+) -> dict[str, Any]:
     """The MLflow Deployment named after the CR.
 
     `credentials_version` is the resourceVersion of the Secret the credentials come from (ours
     or the user's), when known; it goes into a pod-template annotation so pods roll when it
-    changes. Never a hash of the credentials: that would leak a verifier of the password.
+    changes. `backend_store_version` does the same for the backend store Secret. Never a hash
+    of the credentials: that would leak a verifier of the password.
     """
     name = ts.metadata.name
     container: dict[str, Any] = {
@@ -66,8 +85,13 @@ def deployment(ts: TrackingServer, *, credentials_version: str | None = None) ->
         container["volumeMounts"] = [volume_mount()]
         pod_spec["volumes"] = [volume(ts)]
     template_meta: dict[str, Any] = {"labels": child_labels(name)}
+    annotations: dict[str, str] = {}
     if credentials_version is not None and credentials_source(ts) is not None:
-        template_meta["annotations"] = {CREDENTIALS_VERSION_ANNOTATION: credentials_version}
+        annotations[CREDENTIALS_VERSION_ANNOTATION] = credentials_version
+    if backend_store_version is not None and backend_uri_has_password(ts):
+        annotations[BACKEND_STORE_VERSION_ANNOTATION] = backend_store_version
+    if annotations:
+        template_meta["annotations"] = annotations
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",

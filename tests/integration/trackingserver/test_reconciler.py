@@ -36,7 +36,10 @@ from experiment_operator.trackingserver.lifecycle import (
     RETAIN_FINALIZER,
     RETAINED_ANNOTATION,
 )
-from experiment_operator.trackingserver.workload import CREDENTIALS_VERSION_ANNOTATION
+from experiment_operator.trackingserver.workload import (
+    BACKEND_STORE_VERSION_ANNOTATION,
+    CREDENTIALS_VERSION_ANNOTATION,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -561,6 +564,56 @@ async def test_changed_credentials_roll_the_pods(
         return current != before and current == secret["metadata"]["resourceVersion"]
 
     await until(rolled)
+
+
+async def test_backend_uri_with_password_goes_through_a_secret(
+    operator: Operator, kube: AsyncClient, namespace: str
+) -> None:
+    cr = sample("blog", namespace)
+    cr["spec"]["backend_uri"] = "postgresql://mlflow:s3cr3t@db.example/mlflow"
+    ts = await create(kube, cr)
+    store = f"{NAME}-backend-store"
+
+    async def backend_env() -> dict[str, Any]:
+        dep = await child(kube, "apps/v1", "Deployment", namespace)
+        env: dict[str, Any] = {e["name"]: e for e in container(dep)["env"]}["BACKEND_URI"]
+        return env
+
+    async def annotation() -> str | None:
+        dep = await child(kube, "apps/v1", "Deployment", namespace)
+        return (dep["spec"]["template"]["metadata"].get("annotations") or {}).get(
+            BACKEND_STORE_VERSION_ANNOTATION
+        )
+
+    async def rolled_to(uri: str, before: str | None) -> bool:
+        secret = await get(kube, "v1", "Secret", namespace, store)
+        if secret is None or base64.b64decode(secret["data"]["BACKEND_URI"]).decode() != uri:
+            return False
+        current = await annotation()
+        return current != before and current == secret["metadata"]["resourceVersion"]
+
+    await until(lambda: rolled_to(cr["spec"]["backend_uri"], None))
+    assert (await backend_env())["valueFrom"] == {
+        "secretKeyRef": {"name": store, "key": "BACKEND_URI"}
+    }
+    dep = await child(kube, "apps/v1", "Deployment", namespace)
+    assert "s3cr3t" not in json.dumps(dep)
+
+    before = await annotation()
+    rotated = "postgresql://mlflow:rotated@db.example/mlflow"
+    await merge_patch(kube, ts, {"spec": {"backend_uri": rotated}})
+    await until(lambda: rolled_to(rotated, before))
+
+    plain = "sqlite:////mlflow/mlflow.db"
+    await merge_patch(kube, ts, {"spec": {"backend_uri": plain}})
+
+    async def plain_again() -> bool:
+        return await gone(kube, "v1", "Secret", namespace, store) and (
+            await backend_env() == {"name": "BACKEND_URI", "value": plain}
+        )
+
+    await until(plain_again)
+    assert await annotation() is None
 
 
 async def test_original_controllers_finalizer_is_removed(

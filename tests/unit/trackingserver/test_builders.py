@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Callable
 from typing import Any
 
@@ -20,7 +21,11 @@ from experiment_operator.trackingserver.children import (
 )
 from experiment_operator.trackingserver.labels import MANAGED_BY, MANAGED_BY_LABEL
 from experiment_operator.trackingserver.routing import nginx_ingresses, parse_url
-from experiment_operator.trackingserver.workload import CREDENTIALS_VERSION_ANNOTATION, deployment
+from experiment_operator.trackingserver.workload import (
+    BACKEND_STORE_VERSION_ANNOTATION,
+    CREDENTIALS_VERSION_ANNOTATION,
+    deployment,
+)
 
 Sample = Callable[..., TrackingServer]
 ALL_OPTIONS = [
@@ -29,6 +34,7 @@ ALL_OPTIONS = [
     ChildOptions(ingress_controller=IngressController.NGINX),
     ChildOptions(ingress_controller=IngressController.NONE),
 ]
+PG_URI = "postgresql://mlflow:s3cr3t@db.example/mlflow"
 
 
 def by_kind(children: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
@@ -98,6 +104,69 @@ def test_credentials_never_in_the_deployment(sample: Sample) -> None:
     assert template["metadata"]["annotations"] == {CREDENTIALS_VERSION_ANNOTATION: "7"}
 
 
+def test_backend_uri_with_password_goes_through_a_secret(sample: Sample) -> None:
+    ts = sample("blog", backend_uri=PG_URI)
+    children = build_children(
+        ts,
+        ChildOptions(),
+        tls_secret_present=True,
+        credentials_version="7",
+        backend_store_version="8",
+    )
+    [secret] = [c for c in by_kind(children, "Secret") if c["metadata"]["name"].endswith("-store")]
+    assert secret["metadata"]["name"] == "trackingserver-backend-store"
+    assert base64.b64decode(secret["data"]["BACKEND_URI"]).decode() == PG_URI
+    [dep] = by_kind(children, "Deployment")
+    env = {e["name"]: e for e in dep["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["BACKEND_URI"] == {
+        "name": "BACKEND_URI",
+        "valueFrom": {
+            "secretKeyRef": {"name": "trackingserver-backend-store", "key": "BACKEND_URI"}
+        },
+    }
+    assert dep["spec"]["template"]["metadata"]["annotations"] == {
+        CREDENTIALS_VERSION_ANNOTATION: "7",
+        BACKEND_STORE_VERSION_ANNOTATION: "8",
+    }
+    assert "s3cr3t" not in yaml.safe_dump(dep)
+    assert [c["kind"] for c in children].index("Deployment") > children.index(secret)
+
+
+@pytest.mark.parametrize(
+    "uri",
+    ["sqlite:////mlflow/mlflow.db", "postgresql://mlflow@db/mlflow", "postgresql://mlflow:@db/m"],
+)
+def test_backend_uri_without_password_stays_a_plain_value(sample: Sample, uri: str) -> None:
+    ts = sample("blog", backend_uri=uri)
+    children = build_children(
+        ts, ChildOptions(), tls_secret_present=True, backend_store_version="8"
+    )
+    assert [c["metadata"]["name"] for c in by_kind(children, "Secret")] == [
+        "trackingserver",
+        "trackingserver-s3-credentials",
+    ]
+    [dep] = by_kind(children, "Deployment")
+    env = {e["name"]: e for e in dep["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["BACKEND_URI"] == {"name": "BACKEND_URI", "value": uri}
+    assert "annotations" not in dep["spec"]["template"]["metadata"]
+
+
+def test_unparsable_backend_uri_is_kept_secret(sample: Sample) -> None:
+    ts = sample("blog", backend_uri="postgresql://u:p@[db/mlflow")
+    children = build_children(ts, ChildOptions(), tls_secret_present=True)
+    assert "trackingserver-backend-store" in [c["metadata"]["name"] for c in children]
+
+
+def test_render_redacts_the_backend_store_secret(sample: Sample) -> None:
+    cr = sample("blog", backend_uri=PG_URI).model_dump(by_alias=True, mode="json")
+    cr["spec"]["backend_uri"] = PG_URI
+    text = render([cr], ChildOptions())
+    encoded = base64.b64encode(PG_URI.encode()).decode()
+    assert "s3cr3t" not in text
+    assert encoded not in text
+    assert encoded in render([cr], ChildOptions(), show_secrets=True)
+
+
 @pytest.mark.parametrize(
     ("url", "host", "path"),
     [
@@ -132,7 +201,7 @@ def test_nginx_regex_escapes_the_prefix(sample: Sample) -> None:
 
 def test_possible_children_cover_every_option(sample: Sample) -> None:
     possible = set(possible_children("trackingserver"))
-    for spec in ({}, {"url": "http://h.example"}):
+    for spec in ({}, {"url": "http://h.example"}, {"backend_uri": PG_URI}):
         ts = sample("repo", **spec)
         for options in ALL_OPTIONS:
             built = build_children(ts, options, tls_secret_present=True)

@@ -36,6 +36,7 @@ class Scenario:
     options: ChildOptions
     tls_secret_present: bool
     credentials_version: str | None = None
+    backend_store_version: str | None = None
     expected_kinds: list[str] = field(default_factory=list)
 
 
@@ -81,6 +82,15 @@ SCENARIOS = [
         tls_secret_present=True,
     ),
     Scenario(
+        "postgres-backend-store-traefik",
+        "blog",
+        {"backend_uri": "postgresql://mlflow:s3cr3t@db.example/mlflow"},
+        ChildOptions(),
+        tls_secret_present=True,
+        credentials_version="4711",
+        backend_store_version="4712",
+    ),
+    Scenario(
         "repo-none-retain",
         "repo",
         {"volumeRetentionPolicy": "Retain"},
@@ -97,6 +107,7 @@ def children_of(scenario: Scenario, sample: Callable[..., TrackingServer]) -> li
         scenario.options,
         tls_secret_present=scenario.tls_secret_present,
         credentials_version=scenario.credentials_version,
+        backend_store_version=scenario.backend_store_version,
     )
 
 
