@@ -52,15 +52,23 @@ def credentials_secret(ts: TrackingServer) -> dict[str, Any] | None:
     """
     if not ts.spec.plaintext_credentials:
         return None
+    return _opaque_secret(
+        ts,
+        credentials_secret_name(ts.metadata.name),
+        {
+            DEFAULT_ACCESS_KEY_ID_KEY: ts.spec.aws_access_key.get_secret_value(),
+            DEFAULT_SECRET_ACCESS_KEY_KEY: ts.spec.aws_secret_key.get_secret_value(),
+        },
+    )
+
+
+def _opaque_secret(ts: TrackingServer, name: str, values: dict[str, str]) -> dict[str, Any]:
     return {
         "apiVersion": "v1",
         "kind": "Secret",
-        "metadata": child_metadata(ts, credentials_secret_name(ts.metadata.name)),
+        "metadata": child_metadata(ts, name),
         "type": "Opaque",
-        "data": {
-            DEFAULT_ACCESS_KEY_ID_KEY: _b64(ts.spec.aws_access_key.get_secret_value()),
-            DEFAULT_SECRET_ACCESS_KEY_KEY: _b64(ts.spec.aws_secret_key.get_secret_value()),
-        },
+        "data": {key: _b64(value) for key, value in values.items()},
     }
 
 
@@ -83,13 +91,11 @@ def backend_store_secret(ts: TrackingServer) -> dict[str, Any] | None:
     """
     if not backend_uri_has_password(ts):
         return None
-    return {
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "metadata": child_metadata(ts, backend_store_secret_name(ts.metadata.name)),
-        "type": "Opaque",
-        "data": {BACKEND_URI_KEY: _b64(ts.spec.backend_uri.get_secret_value())},
-    }
+    return _opaque_secret(
+        ts,
+        backend_store_secret_name(ts.metadata.name),
+        {BACKEND_URI_KEY: ts.spec.backend_uri.get_secret_value()},
+    )
 
 
 class CredentialsSource(NamedTuple):
