@@ -13,11 +13,11 @@ export PYTHONUNBUFFERED := 1
 help: ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
 
-$(BIN)/experiment-operator: pyproject.toml
+$(BIN)/experiment-operator: pyproject.toml lab/pyproject.toml
 	@echo "[venv] creating $(VENV) and installing the project with its dev tools"
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -e '.[dev]' -e lab
 	@touch $@
 
 venv: $(BIN)/experiment-operator ## Create the virtual environment
@@ -35,8 +35,8 @@ image: ## Build the container image with buildah (no Docker daemon; see docs/ima
 	@bash hack/image/build.sh
 
 lint: venv ## ruff (lint + format check)
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check src lab tests bench
+	$(BIN)/ruff format --check src lab tests bench
 
 typecheck: venv ## mypy --strict
 	$(BIN)/mypy
@@ -60,7 +60,7 @@ cluster-up: venv controlplane ## Start the local control plane in the background
 	@if [[ -f $(LOCAL)/cluster.pid ]] && kill -0 $$(cat $(LOCAL)/cluster.pid) 2>/dev/null; then \
 	  echo "already running: KUBECONFIG=$(LOCAL)/kubeconfig"; exit 0; fi
 	@rm -f $(LOCAL)/ready
-	@setsid $(BIN)/python -m experiment_operator.envtest serve $(LOCAL) > $(LOCAL)/cluster.log 2>&1 & \
+	@setsid $(BIN)/python -m experiment_lab serve $(LOCAL) > $(LOCAL)/cluster.log 2>&1 & \
 	  echo $$! > $(LOCAL)/cluster.pid
 	@for i in $$(seq 1 120); do \
 	  [[ -f $(LOCAL)/ready ]] && { echo "cluster up: export KUBECONFIG=$$PWD/$(LOCAL)/kubeconfig"; exit 0; }; \
@@ -75,7 +75,7 @@ cluster-down: ## Stop the local control plane and every process it started
 	  echo "cluster down"; else echo "no cluster running"; fi
 
 demo: venv controlplane ## Control plane + operator (as its ServiceAccount) + the seed's sample; Ctrl-C stops
-	$(BIN)/python -m experiment_operator.envtest.demo
+	$(BIN)/python -m experiment_lab.demo
 
 clean: cluster-down ## Remove the venv and local state (the binary cache stays)
 	rm -rf $(VENV) $(LOCAL)

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from experiment_operator.envtest.binaries import REPO_ROOT, find_binaries
+from experiment_lab.binaries import REPO_ROOT, find_binaries
 
 from . import report, scenarios, workload
 from .harness import BENCH_DIR, Bench, bench_environment

@@ -21,11 +21,11 @@ from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.resources.core_v1 import Namespace
 from prometheus_client.parser import text_string_to_metric_families
 
-from experiment_operator.envtest.audit import AuditLogTail, RequestCounts
-from experiment_operator.envtest.binaries import REPO_ROOT
-from experiment_operator.envtest.cluster import Cluster
-from experiment_operator.envtest.controlplane import ControlPlane, free_port
-from experiment_operator.envtest.serviceaccount import OperatorAccount, operator_account
+from experiment_lab.audit import AuditLogTail, RequestCounts
+from experiment_lab.binaries import REPO_ROOT
+from experiment_lab.cluster import Cluster
+from experiment_lab.controlplane import ControlPlane, free_port
+from experiment_lab.serviceaccount import OperatorAccount, operator_account
 
 log = logging.getLogger("bench")
 

@@ -20,8 +20,8 @@ from lightkube.resources.apps_v1 import Deployment
 from lightkube.resources.core_v1 import ConfigMap, Namespace
 from lightkube.types import PatchType
 
+from experiment_lab.objects import tls_pair
 from experiment_operator.api.trackingserver import GROUP, KIND, PLURAL, VERSION
-from experiment_operator.envtest.objects import tls_pair
 from experiment_operator.runtime.kubeapi import Key
 
 TrackingServer = create_namespaced_resource(GROUP, VERSION, KIND, PLURAL)

@@ -15,9 +15,9 @@ from lightkube import AsyncClient, KubeConfig
 from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.resources.core_v1 import Namespace
 
+from experiment_lab.cluster import Cluster, Kubectl, cluster_for_tests
+from experiment_lab.serviceaccount import OperatorAccount, operator_account
 from experiment_operator.api.crd import CRD_NAME, FILE_NAME
-from experiment_operator.envtest.cluster import Cluster, Kubectl, cluster_for_tests
-from experiment_operator.envtest.serviceaccount import OperatorAccount, operator_account
 
 CRD_FILE = Path(__file__).resolve().parents[1] / "config" / "crd" / "bases" / FILE_NAME
 

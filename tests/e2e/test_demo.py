@@ -16,7 +16,7 @@ def test_demo_once(tmp_path: Path) -> None:
         [
             sys.executable,
             "-m",
-            "experiment_operator.envtest.demo",
+            "experiment_lab.demo",
             "--once",
             f"--workdir={tmp_path}",
         ],

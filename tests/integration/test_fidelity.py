@@ -13,8 +13,8 @@ from lightkube.generic_resource import create_namespaced_resource
 from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.resources.core_v1 import ConfigMap
 
-from experiment_operator.envtest.cluster import Kubectl, third_party_crds_dir
-from experiment_operator.envtest.wait import eventually
+from experiment_lab.cluster import Kubectl, third_party_crds_dir
+from experiment_lab.wait import eventually
 
 pytestmark = pytest.mark.integration
 

@@ -13,8 +13,8 @@ import yaml
 from lightkube import ApiError, AsyncClient
 from lightkube.generic_resource import create_namespaced_resource
 
+from experiment_lab.cluster import Kubectl
 from experiment_operator.api.trackingserver import GROUP, KIND, PLURAL, VERSION
-from experiment_operator.envtest.cluster import Kubectl
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("trackingserver_crd")]
 

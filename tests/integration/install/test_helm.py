@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 import yaml
 
+from experiment_lab.binaries import REPO_ROOT, find_binaries
+from experiment_lab.cluster import Cluster, Kubectl
 from experiment_operator import cli
-from experiment_operator.envtest.binaries import REPO_ROOT, find_binaries
-from experiment_operator.envtest.cluster import Cluster, Kubectl
 from experiment_operator.manifests.configuration import HELM_VALUES, documented_options
 from experiment_operator.rbac import rules
 from experiment_operator.trackingserver.children import IngressController

@@ -23,8 +23,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from experiment_operator.envtest.binaries import REPO_ROOT
-from experiment_operator.envtest.serviceaccount import OperatorAccount
+from experiment_lab.binaries import REPO_ROOT
+from experiment_lab.serviceaccount import OperatorAccount
 from experiment_operator.manifests.install import RUN_AS_USER
 
 AS_IMAGE_USER = (

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 import yaml
 
-from experiment_operator.envtest.binaries import REPO_ROOT
-from experiment_operator.envtest.cluster import Cluster, Kubectl
+from experiment_lab.binaries import REPO_ROOT
+from experiment_lab.cluster import Cluster, Kubectl
 from experiment_operator.manifests import dump, install
 from experiment_operator.rbac import rules
 

@@ -17,8 +17,8 @@ from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.resources.coordination_v1 import Lease
 from lightkube.resources.core_v1 import ConfigMap, Namespace, Node, Secret
 
-from experiment_operator.envtest.cluster import Cluster
-from experiment_operator.envtest.serviceaccount import operator_account
+from experiment_lab.cluster import Cluster
+from experiment_lab.serviceaccount import operator_account
 
 TrackingServer = create_namespaced_resource(
     "experiment.aiscope", "v1alpha2", "TrackingServer", "trackingservers"

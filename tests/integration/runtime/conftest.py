@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from experiment_operator.envtest.cluster import Kubectl
+from experiment_lab.cluster import Kubectl
 
 WIDGET_CRD = """
 apiVersion: apiextensions.k8s.io/v1

@@ -11,7 +11,7 @@ import pytest
 from lightkube import AsyncClient
 from lightkube.generic_resource import create_namespaced_resource
 
-from experiment_operator.envtest.cluster import Kubectl
+from experiment_lab.cluster import Kubectl
 from experiment_operator.runtime import kubeapi
 from experiment_operator.runtime.apply import (
     FIELD_MANAGER,

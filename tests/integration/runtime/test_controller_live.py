@@ -13,7 +13,7 @@ from lightkube import AsyncClient
 from lightkube.generic_resource import create_namespaced_resource
 from lightkube.resources.core_v1 import ConfigMap
 
-from experiment_operator.envtest.wait import eventually
+from experiment_lab.wait import eventually
 from experiment_operator.runtime import kubeapi
 from experiment_operator.runtime.apply import apply_owned, update_status
 from experiment_operator.runtime.controller import ControllerBuilder, Request, Result

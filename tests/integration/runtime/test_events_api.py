@@ -12,7 +12,7 @@ from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.resources.core_v1 import ConfigMap, Event
 from prometheus_client import REGISTRY
 
-from experiment_operator.envtest.cluster import Kubectl
+from experiment_lab.cluster import Kubectl
 from experiment_operator.runtime.events import EventRecorder
 from experiment_operator.runtime.metrics import instrument_client
 

@@ -11,7 +11,7 @@ from lightkube import AsyncClient
 from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.resources.core_v1 import ConfigMap
 
-from experiment_operator.envtest.cluster import Cluster
+from experiment_lab.cluster import Cluster
 from experiment_operator.runtime.informer import Informer
 from experiment_operator.runtime.store import Change
 

@@ -19,8 +19,8 @@ from lightkube.models.coordination_v1 import LeaseSpec
 from lightkube.resources.coordination_v1 import Lease
 from lightkube.types import PatchType
 
-from experiment_operator.envtest.cluster import Cluster
-from experiment_operator.envtest.wait import eventually
+from experiment_lab.cluster import Cluster
+from experiment_lab.wait import eventually
 from experiment_operator.runtime.leaderelection import LeaderElector
 
 pytestmark = pytest.mark.integration

@@ -1,5 +1,5 @@
 """Fixtures: the operator's ServiceAccount identity for in-process operators (see
-`experiment_operator.envtest.operator.run_operator`)."""
+`experiment_lab.operator.run_operator`)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from lightkube import AsyncClient
 
-from experiment_operator.envtest.cluster import Cluster
-from experiment_operator.envtest.serviceaccount import OperatorAccount, operator_account
+from experiment_lab.cluster import Cluster
+from experiment_lab.serviceaccount import OperatorAccount, operator_account
 from experiment_operator.runtime import kubeapi
 
 

@@ -10,8 +10,8 @@ import yaml
 from lightkube import AsyncClient
 from lightkube.resources.apps_v1 import Deployment
 
+from experiment_lab.cluster import Kubectl
 from experiment_operator.api.trackingserver import TrackingServer
-from experiment_operator.envtest.cluster import Kubectl
 from experiment_operator.runtime import kubeapi
 from experiment_operator.runtime.apply import apply_owned, controller_reference
 from experiment_operator.runtime.kubeapi import KindInfo

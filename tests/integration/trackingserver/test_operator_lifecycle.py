@@ -13,7 +13,7 @@ import pytest
 from lightkube import AsyncClient
 from prometheus_client import REGISTRY
 
-from experiment_operator.envtest.objects import (
+from experiment_lab.objects import (
     condition,
     create,
     events,
@@ -21,8 +21,8 @@ from experiment_operator.envtest.objects import (
     sample,
     trackingserver,
 )
-from experiment_operator.envtest.operator import run_operator
-from experiment_operator.envtest.wait import eventually
+from experiment_lab.operator import run_operator
+from experiment_lab.wait import eventually
 from experiment_operator.runtime import kubeapi
 from experiment_operator.runtime.kubeapi import KindInfo, Obj
 from experiment_operator.trackingserver.children import ChildOptions, IngressController

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from lightkube import AsyncClient
 
-from experiment_operator.envtest.objects import (
+from experiment_lab.objects import (
     condition,
     create,
     delete,
@@ -27,8 +27,8 @@ from experiment_operator.envtest.objects import (
     tls_pair,
     trackingserver,
 )
-from experiment_operator.envtest.operator import Operator, run_operator
-from experiment_operator.envtest.wait import eventually
+from experiment_lab.operator import Operator, run_operator
+from experiment_lab.wait import eventually
 from experiment_operator.runtime import kubeapi
 from experiment_operator.runtime.kubeapi import Obj
 from experiment_operator.trackingserver.lifecycle import (

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from experiment_lab.binaries import REPO_ROOT
 from experiment_operator import cli
-from experiment_operator.envtest.binaries import REPO_ROOT
 from experiment_operator.manifests import configuration, install
 
 

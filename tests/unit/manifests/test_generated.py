@@ -6,8 +6,8 @@ from importlib.metadata import version
 
 import yaml
 
+from experiment_lab.binaries import REPO_ROOT
 from experiment_operator import rbac
-from experiment_operator.envtest.binaries import REPO_ROOT
 from experiment_operator.manifests import generated_files, install, render_install, stale_files
 
 

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from experiment_operator.envtest.audit import (
+from experiment_lab.audit import (
     AuditLogTail,
     count_requests,
     parse_line,

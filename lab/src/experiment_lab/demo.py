@@ -21,10 +21,10 @@ from pathlib import Path
 
 from lightkube import AsyncClient, KubeConfig
 
-from experiment_operator.envtest.binaries import REPO_ROOT, find_binaries
-from experiment_operator.envtest.cluster import Cluster
-from experiment_operator.envtest.controlplane import ControlPlane
-from experiment_operator.envtest.serviceaccount import operator_account
+from experiment_lab.binaries import REPO_ROOT, find_binaries
+from experiment_lab.cluster import Cluster
+from experiment_lab.controlplane import ControlPlane
+from experiment_lab.serviceaccount import operator_account
 
 SAMPLE = REPO_ROOT / "config" / "samples" / "experiment_v1alpha2_trackingserver.yaml"
 SAMPLE_NAMESPACE = "aiscope-devops-platform"
@@ -134,7 +134,7 @@ def run(workdir: Path, once: bool) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m experiment_operator.envtest.demo")
+    parser = argparse.ArgumentParser(prog="python -m experiment_lab.demo")
     parser.add_argument("--once", action="store_true", help="stop after showing the result")
     parser.add_argument(
         "--workdir", type=Path, default=REPO_ROOT / ".local" / "demo", help="state and logs"

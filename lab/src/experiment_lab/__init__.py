@@ -6,7 +6,7 @@ by ``hack/controlplane/build.sh``. With ``USE_EXISTING_CLUSTER=true`` nothing is
 cluster of the current ``KUBECONFIG`` is used instead.
 """
 
-from experiment_operator.envtest.binaries import find_binaries
-from experiment_operator.envtest.controlplane import ControlPlane, ControlPlaneError
+from experiment_lab.binaries import find_binaries
+from experiment_lab.controlplane import ControlPlane, ControlPlaneError
 
 __all__ = ["ControlPlane", "ControlPlaneError", "find_binaries"]

@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from experiment_operator.envtest.binaries import REPO_ROOT, find_binaries
-from experiment_operator.envtest.controlplane import ControlPlane
+from experiment_lab.binaries import REPO_ROOT, find_binaries
+from experiment_lab.controlplane import ControlPlane
 
 THIRD_PARTY_CRDS_ENV = "EXPERIMENT_OPERATOR_THIRD_PARTY_CRDS"
 

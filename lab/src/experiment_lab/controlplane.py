@@ -20,8 +20,8 @@ from typing import Any
 
 import yaml
 
-from experiment_operator.envtest import pki as pki_mod
-from experiment_operator.envtest.kwok import KWOK_NODE_ANNOTATION, fake_node_manifest
+from experiment_lab import pki as pki_mod
+from experiment_lab.kwok import KWOK_NODE_ANNOTATION, fake_node_manifest
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from lightkube import AsyncClient
 
-from experiment_operator.envtest.binaries import REPO_ROOT
+from experiment_lab.binaries import REPO_ROOT
 from experiment_operator.runtime import kubeapi
 from experiment_operator.runtime.kubeapi import KindInfo, Obj
 from experiment_operator.trackingserver.resources import TrackingServerResource

@@ -1,4 +1,4 @@
-"""``python -m experiment_operator.envtest serve DIR``: run a local control plane until SIGTERM.
+"""``python -m experiment_lab serve DIR``: run a local control plane until SIGTERM.
 
 ``make cluster-up`` starts this in the background and ``make cluster-down`` stops it; the admin
 kubeconfig is written to ``DIR/kubeconfig``.
@@ -14,13 +14,13 @@ import sys
 import threading
 from pathlib import Path
 
-from experiment_operator.envtest.binaries import find_binaries
-from experiment_operator.envtest.cluster import Cluster, third_party_crds_dir
-from experiment_operator.envtest.controlplane import ControlPlane, ControlPlaneError
+from experiment_lab.binaries import find_binaries
+from experiment_lab.cluster import Cluster, third_party_crds_dir
+from experiment_lab.controlplane import ControlPlane, ControlPlaneError
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m experiment_operator.envtest")
+    parser = argparse.ArgumentParser(prog="python -m experiment_lab")
     parser.add_argument("command", choices=["serve"])
     parser.add_argument("directory", type=Path, help="state directory (kubeconfig, logs, etcd)")
     args = parser.parse_args(argv)
