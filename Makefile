@@ -8,7 +8,7 @@ LOCAL := .local
 export PYTHONUNBUFFERED := 1
 
 .PHONY: help venv controlplane manifests check-manifests image lint typecheck unit integration test \
-        demo bench cluster-up cluster-down clean
+        demo bench cluster-up cluster-down clean lab-packages
 
 help: ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -33,6 +33,9 @@ check-manifests: venv ## Fail when a generated file is stale
 
 image: ## Build the container image with buildah (no Docker daemon; see docs/image.md)
 	@bash hack/image/build.sh
+
+lab-packages: ## Install the Debian packages of the lab's node tier (root; containerd, buildah, chromium, ...)
+	@bash lab/packages.sh
 
 lint: venv ## ruff (lint + format check)
 	$(BIN)/ruff check src lab tests bench
