@@ -7,8 +7,8 @@ BIN := $(VENV)/bin
 LOCAL := .local
 export PYTHONUNBUFFERED := 1
 
-.PHONY: help venv controlplane manifests check-manifests image lint typecheck unit integration test \
-        demo bench cluster-up cluster-down clean lab-packages
+.PHONY: help venv controlplane lab-binaries binaries manifests check-manifests image lint typecheck \
+        unit integration test demo bench cluster-up cluster-down clean lab-packages
 
 help: ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -22,8 +22,14 @@ $(BIN)/experiment-operator: pyproject.toml lab/pyproject.toml
 
 venv: $(BIN)/experiment-operator ## Create the virtual environment
 
-controlplane: ## Build (once) the control-plane binaries from their Go modules
-	@bash hack/controlplane/build.sh >/dev/null
+controlplane: ## Build (once) the control-plane binaries from their Go modules (or take KUBEBUILDER_ASSETS)
+	@bash hack/controlplane/build.sh controlplane >/dev/null
+
+lab-binaries: ## Build (once) the node tier's binaries from their Go modules (kubelet, kube-proxy, ...)
+	@bash hack/controlplane/build.sh lab >/dev/null
+
+binaries: ## Both sets in one run, so the next module's downloads overlap the current compile
+	@bash hack/controlplane/build.sh controlplane lab >/dev/null
 
 manifests: venv ## Regenerate every generated file (CRD, RBAC, config/, chart CRDs, reference docs)
 	$(BIN)/python -m experiment_operator.manifests write
@@ -47,10 +53,10 @@ typecheck: venv ## mypy --strict
 unit: venv ## Tests that need no API server
 	$(BIN)/pytest -m "not integration" tests
 
-integration: venv controlplane ## Tests against a real API server (local, or KUBECONFIG with USE_EXISTING_CLUSTER=true)
+integration: venv binaries ## Tests against a real API server (local, or KUBECONFIG with USE_EXISTING_CLUSTER=true)
 	$(BIN)/pytest -m integration tests
 
-test: venv controlplane lint typecheck ## Everything: lint, types, unit, integration, e2e
+test: venv binaries lint typecheck ## Everything: lint, types, unit, integration, e2e
 	$(BIN)/pytest tests
 
 N ?= 100
