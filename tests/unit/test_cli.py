@@ -29,6 +29,7 @@ def test_defaults() -> None:
     assert opts == cli.RunOptions(
         ingress_controller=IngressController.TRAEFIK,
         nginx_ingress_class="nginx",
+        mlflow_image="ghcr.io/mlflow/mlflow:v3.17.2-full",
         namespaces=None,
         max_concurrent_reconciles=4,
         leader_elect=True,
@@ -171,7 +172,8 @@ def test_render_prints_the_children(capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["render", "-f", sample, "--ingress-controller=nginx"]) == 0
     docs = list(yaml.safe_load_all(capsys.readouterr().out))
     kinds = sorted(d["kind"] for d in docs)
-    assert kinds == ["Deployment", "Ingress", "Ingress", "Secret", "Secret", "Service"]
+    # The seed's image starts MLflow itself: stripped routing, three Ingresses.
+    assert kinds == ["Deployment", "Ingress", "Ingress", "Ingress", "Secret", "Secret", "Service"]
     assert "mlflow1234" not in yaml.safe_dump_all(docs)
     assert cli.main(["render", "-f", sample, "--show-secrets"]) == 0
     assert base64.b64encode(b"mlflow1234").decode() in capsys.readouterr().out

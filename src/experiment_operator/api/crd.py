@@ -36,7 +36,7 @@ CATEGORIES = ["aiscope"]
 
 # Keywords of pydantic's JSON schema that are not part of a structural CRD schema (or that we
 # deliberately leave to the models: defaults live in pydantic so stored objects stay as written).
-_DROPPED = {"title", "default", "writeOnly", "readOnly", "examples", "additionalProperties"}
+_DROPPED = {"title", "default", "writeOnly", "readOnly", "examples"}
 _DROPPED_FORMATS = {"password"}
 
 _NAME_RULE = {
@@ -70,7 +70,9 @@ def _structural(node: Any, defs: dict[str, Any]) -> Any:
         target = defs[ref.rsplit("/", 1)[-1]]
         node = {**target, **node}
     any_of = node.pop("anyOf", None)
-    if any_of is not None:
+    if any_of is not None and node.get("x-kubernetes-int-or-string"):
+        node["anyOf"] = any_of  # the one anyOf a structural schema allows
+    elif any_of is not None:
         branches = [b for b in any_of if b != {"type": "null"}]
         if len(branches) != 1:
             raise ValueError(f"cannot express anyOf {any_of!r} in a structural schema")
@@ -84,6 +86,9 @@ def _structural(node: Any, defs: dict[str, Any]) -> Any:
             continue
         if key == "properties":
             out[key] = {name: _structural(sub, defs) for name, sub in value.items()}
+        elif key == "additionalProperties":
+            if isinstance(value, dict):  # a map's values; `false` is implied by the schema
+                out[key] = _structural(value, defs)
         elif key == "items":
             out[key] = _structural(value, defs)
         elif key == "description":

@@ -13,7 +13,19 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
+from experiment_operator.api import urls
+from experiment_operator.api.cel import cel_regex as _cel_regex
+from experiment_operator.api.cel import non_empty as _set
+from experiment_operator.api.cel import rules as _rules
 from experiment_operator.api.conditions import Condition
+from experiment_operator.api.kubetypes import (
+    Affinity,
+    EnvFromSources,
+    EnvVars,
+    LocalObjectReferences,
+    ResourceRequirements,
+    Tolerations,
+)
 
 GROUP = "experiment.aiscope"
 VERSION = "v1alpha2"
@@ -29,22 +41,27 @@ DEFAULT_SECRET_ACCESS_KEY_KEY = "AWS_SECRET_ACCESS_KEY"
 DNS1123_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 SECRET_KEY_NAME = r"^[-._a-zA-Z0-9]+$"
 NO_WHITESPACE = r"^[^\s]+$"
-WHITESPACE_OR_BACKTICK = r"[\s`]"
-
-
-def _rules(*rules: tuple[str, str]) -> dict[str, Any]:
-    """JSON-schema extra holding CEL rules (rule, message) for the CRD generator."""
-    return {"x-kubernetes-validations": [{"rule": r, "message": m} for r, m in rules]}
-
-
-def _cel_regex(pattern: str) -> str:
-    """A regex as a single-quoted CEL string literal (CEL needs its backslashes escaped)."""
-    return "'" + pattern.replace("\\", "\\\\") + "'"
-
-
-def _set(field: str) -> str:
-    """CEL: the optional string field is present and not empty (the seed's 'unset' is '')."""
-    return f"(has(self.{field}) && self.{field} != '')"
+BACKEND_SCHEMES = ("sqlite", "postgresql", "mysql", "mssql")
+BACKEND_URI_PATTERN = rf"^({'|'.join(BACKEND_SCHEMES)})(\+[A-Za-z0-9_]+)?://|^file:"
+"""SQLAlchemy URLs of the databases MLflow's tracking store supports (with an optional
+driver, e.g. `postgresql+psycopg2://`), or MLflow's file store (`file:`)."""
+RESERVED_POD_LABELS = (
+    "app",
+    "ts_name",
+    "app.kubernetes.io/name",
+    "app.kubernetes.io/instance",
+    "app.kubernetes.io/managed-by",
+)
+"""Labels the operator sets on the Pods: selectors and the operator's own watch depend on them."""
+KUBERNETES_TYPED_FIELDS = {
+    "resources": "ResourceRequirements",
+    "env": "EnvVar",
+    "envFrom": "EnvFromSource",
+    "tolerations": "Toleration",
+    "affinity": "Affinity",
+    "imagePullSecrets": "LocalObjectReference",
+}
+"""Spec fields that embed a core/v1 type, passed to the Pod as given (JSON name → type)."""
 
 
 def _secret_set(value: SecretStr) -> bool:
@@ -88,6 +105,8 @@ class S3CredentialsSecretRef(BaseModel):
 
 
 VolumeRetentionPolicy = Literal["Delete", "Retain"]
+ServerCommand = Literal["Operator", "Image"]
+StringMap = dict[str, str]
 
 _SPEC_RULES = _rules(
     (
@@ -102,6 +121,10 @@ _SPEC_RULES = _rules(
         f"!has(self.s3CredentialsSecretRef) || "
         f"!({_set('aws_access_key')} || {_set('aws_secret_key')})",
         "use either s3CredentialsSecretRef or aws_access_key/aws_secret_key, not both",
+    ),
+    (
+        "!has(self.serveArtifacts) || !self.serveArtifacts || self.artifact_root != ''",
+        "serveArtifacts needs artifact_root: the location MLflow stores the artifacts at",
     ),
 )
 
@@ -119,17 +142,29 @@ class TrackingServerSpec(BaseModel):
     """Number of MLflow server replicas (the Deployment's `replicas`); 0 stops the server."""
 
     image: str = Field(
+        default="",
         max_length=1024,
         json_schema_extra=_rules(
             (
-                f"self.matches({_cel_regex(NO_WHITESPACE)})",
-                "image must be a non-empty container image reference without whitespace",
+                f"self == '' || self.matches({_cel_regex(NO_WHITESPACE)})",
+                "image must be empty or a container image reference without whitespace",
             )
         ),
     )
-    """Container image of the MLflow server, e.g. `ghcr.io/mlflow/mlflow:v2.19.0`."""
+    """Container image of the MLflow server. Empty (the default): the operator's MLflow image
+    (`--mlflow-image`, a pinned official release), started with the operator's `mlflow server`
+    command line. See `serverCommand` for when an image's own command runs instead."""
+
+    server_command: ServerCommand | None = Field(default=None, alias="serverCommand")
+    """Who starts MLflow. `Operator`: the container runs the operator's `mlflow server` command
+    line (prefix, allowed hosts, probes, migrations; the image needs `mlflow` on its PATH).
+    `Image`: the image's own command runs, configured through the environment variables of the
+    original controller (`BACKEND_URI`, `ARTIFACT_ROOT`, ...), and the url's path is stripped by
+    the proxy. Unset: `Operator` when `image` is empty or an official MLflow image
+    (`ghcr.io/mlflow/mlflow`) or the operator's MLflow image, else `Image`."""
 
     s3_endpoint_url: str = Field(
+        default="",
         max_length=2048,
         json_schema_extra=_rules(
             (
@@ -138,7 +173,8 @@ class TrackingServerSpec(BaseModel):
             )
         ),
     )
-    """S3 endpoint for artifacts (env `MLFLOW_S3_ENDPOINT_URL`); empty uses AWS's default."""
+    """S3 endpoint for artifacts (env `MLFLOW_S3_ENDPOINT_URL`); empty (the default) uses
+    AWS's endpoint."""
 
     aws_access_key: SecretStr = Field(default=SecretStr(""), max_length=1024)
     """S3 access key ID in plain text (prefer `s3CredentialsSecretRef`). The
@@ -152,10 +188,21 @@ class TrackingServerSpec(BaseModel):
     artifact_root: str = Field(max_length=2048)
     """Default artifact root (env `ARTIFACT_ROOT`), e.g. `s3://mlflow/`."""
 
-    backend_uri: SecretStr = Field(max_length=4096)
-    """Backend store URI (env `BACKEND_URI`), e.g. `sqlite:////mlflow/mlflow.db`; may embed
-    database credentials, so it is never logged. A URI with a password reaches the Pod through
-    the owned Secret `<name>-backend-store`, not as a plain env value."""
+    backend_uri: SecretStr = Field(
+        max_length=4096,
+        json_schema_extra=_rules(
+            (
+                f"self.matches({_cel_regex(BACKEND_URI_PATTERN)})",
+                "backend_uri must be a database URI MLflow supports: sqlite://, postgresql://, "
+                "mysql://, mssql:// (optionally with a driver, e.g. postgresql+psycopg2://) or "
+                "file:",
+            )
+        ),
+    )
+    """Backend store URI (env `BACKEND_URI`), e.g. `sqlite:////mlflow/mlflow.db` or
+    `postgresql://mlflow:PASSWORD@db/mlflow`; may embed database credentials, so it is never
+    logged. A URI with a password reaches the Pod through the owned Secret
+    `<name>-backend-store`, not as a plain env value."""
 
     url: str = Field(
         max_length=2048,
@@ -166,15 +213,22 @@ class TrackingServerSpec(BaseModel):
                 "url must be an absolute http(s) URL with a host, "
                 "e.g. https://mlflow.example.com/platform",
             ),
+            (f"!self.matches({_cel_regex(urls.USERINFO)})", urls.USERINFO_MESSAGE),
+            (f"self.matches({_cel_regex(urls.URL_SHAPE)})", urls.URL_SHAPE_MESSAGE),
+            (f"!self.matches({_cel_regex(urls.DOT_SEGMENT)})", urls.DOT_SEGMENT_MESSAGE),
             (
-                f"!self.matches({_cel_regex(WHITESPACE_OR_BACKTICK)})",
-                "url must not contain whitespace or backticks (they break routing rules)",
+                f"!self.matches({_cel_regex(urls.NUMERIC_HOST)}) && (!isURL(self) || "
+                f"(size(url(self).getHostname()) <= {urls.HOST_MAX_LENGTH} && "
+                f"(url(self).getPort() == '' || int(url(self).getPort()) <= {urls.PORT_MAX})))",
+                urls.HOST_MESSAGE,
             ),
         ),
     )
-    """External URL of the server (env `MLFLOW_TRACKING_URI`). Its host and path configure the
-    routing: a path such as `/platform` is served under that prefix and stripped before the
-    request reaches MLflow; `/static-files` and `/ajax-api` are routed unprefixed."""
+    """External URL of the server (env `MLFLOW_TRACKING_URI`), e.g.
+    `https://mlflow.example.com/team-a`. Its host and path configure the routing. A server the
+    operator starts lives under the path (MLflow's `--static-prefix`), so several servers can
+    share one host; with the image's own command the path is stripped by the proxy. The host
+    must be a DNS name; the path may hold letters, digits and `-._~` between single slashes."""
 
     volume_size: str = Field(
         default="",
@@ -225,6 +279,68 @@ class TrackingServerSpec(BaseModel):
     TrackingServer is deleted. `Delete` (default, as the original controller): it is deleted.
     `Retain`: it is kept and released from the TrackingServer (owner reference removed), so the
     data survives and a new TrackingServer of the same name can mount it again."""
+
+    serve_artifacts: bool | None = Field(default=None, alias="serveArtifacts")
+    """`true`: MLflow proxies artifact uploads and downloads to `artifact_root`
+    (`--artifacts-destination`), so clients need no S3 credentials. `false` or unset (the
+    original controller's behaviour): clients read and write `artifact_root` themselves. Only
+    for servers the operator starts (see `serverCommand`)."""
+
+    resources: ResourceRequirements | None = None
+    """CPU and memory of the MLflow container (and of its database-migration init container).
+    Unset: requests 100m CPU and 512Mi memory, limit 1Gi memory (MLflow 3.17 with one worker
+    and job execution off uses about 500Mi). Given, it replaces the defaults entirely."""
+
+    env: EnvVars | None = None
+    """Extra environment variables of the MLflow container. One with the name of a variable
+    the operator sets (e.g. `MLFLOW_WORKERS`, `MLFLOW_SERVER_ALLOWED_HOSTS`,
+    `MLFLOW_SERVER_ENABLE_JOB_EXECUTION`) replaces it."""
+
+    env_from: EnvFromSources | None = Field(default=None, alias="envFrom")
+    """ConfigMaps and Secrets whose keys become environment variables of the MLflow
+    container; `env` and the operator's variables take precedence."""
+
+    node_selector: StringMap | None = Field(default=None, alias="nodeSelector")
+    """Node labels the MLflow Pods must be scheduled on."""
+
+    tolerations: Tolerations | None = None
+    """Taints the MLflow Pods tolerate."""
+
+    affinity: Affinity | None = None
+    """Node affinity and Pod (anti-)affinity of the MLflow Pods."""
+
+    pod_labels: StringMap | None = Field(
+        default=None,
+        alias="podLabels",
+        json_schema_extra=_rules(
+            (
+                f"!self.exists(k, k in {list(RESERVED_POD_LABELS)!r})",
+                "podLabels must not set the labels the operator selects its Pods by: "
+                + ", ".join(RESERVED_POD_LABELS),
+            )
+        ),
+    )
+    """Extra labels of the MLflow Pods (not of the other children)."""
+
+    pod_annotations: StringMap | None = Field(default=None, alias="podAnnotations")
+    """Extra annotations of the MLflow Pods; the operator's own annotations win on a clash."""
+
+    service_account_name: str = Field(
+        default="",
+        alias="serviceAccountName",
+        max_length=253,
+        json_schema_extra=_rules(
+            (
+                f"self == '' || self.matches({_cel_regex(DNS1123_SUBDOMAIN)})",
+                "serviceAccountName must be empty or a valid ServiceAccount name",
+            )
+        ),
+    )
+    """ServiceAccount the MLflow Pods run as (e.g. one with cloud workload identity for S3).
+    Empty: the namespace's `default`, without an automounted API token (MLflow needs none)."""
+
+    image_pull_secrets: LocalObjectReferences | None = Field(default=None, alias="imagePullSecrets")
+    """Secrets (`{name: ...}`) with credentials for pulling `image` from a private registry."""
 
     @property
     def volume_enabled(self) -> bool:

@@ -30,6 +30,7 @@ from experiment_operator.trackingserver.children import (
     IngressController,
     render,
 )
+from experiment_operator.trackingserver.mlflow import DEFAULT_MLFLOW_IMAGE
 
 __all__ = ["ENV_PREFIX", "RUN_OPTIONS", "RunOptions", "main", "parsers", "run_options"]
 
@@ -50,6 +51,7 @@ def _render(args: argparse.Namespace) -> int:
         ingress_controller=IngressController(args.ingress_controller),
         traefik_group=args.traefik_group,
         nginx_ingress_class=args.nginx_ingress_class,
+        mlflow_image=args.mlflow_image,
     )
     sys.stdout.write(
         render(
@@ -96,6 +98,10 @@ def parsers() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
     rend.add_argument(
         "--nginx-ingress-class", default="nginx", metavar="NAME",
         help="ingressClassName for --ingress-controller=nginx (default: nginx)",
+    )  # fmt: skip
+    rend.add_argument(
+        "--mlflow-image", default=DEFAULT_MLFLOW_IMAGE, metavar="IMAGE",
+        help=f"MLflow image of TrackingServers without one (default: {DEFAULT_MLFLOW_IMAGE})",
     )  # fmt: skip
     rend.add_argument(
         "--traefik-group", choices=TRAEFIK_GROUPS, default=TRAEFIK_GROUPS[0],

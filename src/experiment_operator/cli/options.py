@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from experiment_operator.trackingserver.children import IngressController
+from experiment_operator.trackingserver.mlflow import DEFAULT_MLFLOW_IMAGE
 
 ENV_PREFIX = "EXPERIMENT_OPERATOR_"
 SERVICE_ACCOUNT_NAMESPACE_FILE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
@@ -93,6 +94,13 @@ def name(text: str) -> str:
     return text.strip()
 
 
+def image(text: str) -> str:
+    value = text.strip()
+    if not value or any(c.isspace() for c in value):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a container image reference")
+    return value
+
+
 # --- run options ---
 
 
@@ -102,6 +110,7 @@ class RunOptions:
 
     ingress_controller: IngressController
     nginx_ingress_class: str
+    mlflow_image: str
     namespaces: list[str] | None
     max_concurrent_reconciles: int
     leader_elect: bool
@@ -156,6 +165,15 @@ RUN_OPTIONS = (
         "nginx",
         "ingressClassName of the Ingresses made with --ingress-controller=nginx",
         "NAME",
+    ),
+    _Option(
+        "--mlflow-image",
+        image,
+        DEFAULT_MLFLOW_IMAGE,
+        "MLflow image of TrackingServers that set no image; the operator starts it with its "
+        "own mlflow server command line (so does any image of the same repository or of "
+        "ghcr.io/mlflow/mlflow)",
+        "IMAGE",
     ),
     _Option(
         "--max-concurrent-reconciles",

@@ -32,7 +32,10 @@ async def run(options: RunOptions) -> int:
     try:
         try:
             child = await child_options(
-                client, options.ingress_controller, options.nginx_ingress_class
+                client,
+                options.ingress_controller,
+                options.nginx_ingress_class,
+                options.mlflow_image,
             )
         except (httpx2.HTTPError, ApiError) as err:
             log.error("cannot reach the API server: %s", err)
@@ -58,6 +61,7 @@ async def run(options: RunOptions) -> int:
             extra={
                 "ingressController": child.ingress_controller.value,
                 "traefikGroup": child.traefik_group,
+                "mlflowImage": child.mlflow_image,
                 "namespaces": ",".join(options.namespaces or []) or "*",
                 "leaderElection": options.leader_elect,
             },

@@ -30,6 +30,7 @@ END = "<!-- End of the generated options. -->"
 HELM_VALUES: dict[str, str] = {
     "--ingress-controller": "ingressController",
     "--nginx-ingress-class": "nginxIngressClass",
+    "--mlflow-image": "mlflowImage",
     "--namespace": "watchNamespaces",
     "--max-concurrent-reconciles": "maxConcurrentReconciles",
     "--leader-elect": "leaderElection.enabled",

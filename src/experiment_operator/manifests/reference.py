@@ -19,6 +19,7 @@ from experiment_operator.api.crd import CRD_NAME, crd
 from experiment_operator.api.trackingserver import (
     API_VERSION,
     KIND,
+    KUBERNETES_TYPED_FIELDS,
     TrackingServerSpec,
     TrackingServerStatus,
 )
@@ -99,6 +100,13 @@ def _fields(node: dict[str, Any], path: str, defaults: dict[str, str]) -> list[s
         lines.append(f"  {sub.get('description', '')}")
         for rule in sub.get("x-kubernetes-validations", []):
             lines.append(f"  - Rejected unless valid: “{rule['message']}”")
+        if path == "spec" and name in KUBERNETES_TYPED_FIELDS:
+            core_type = KUBERNETES_TYPED_FIELDS[name]
+            lines.append(
+                f"  - The Kubernetes type core/v1 `{core_type}`, validated as in a Pod; "
+                f"`kubectl explain trackingserver.spec.{name}` describes its fields."
+            )
+            continue
         if sub.get("type") == "object":
             lines += _fields(sub, field_path, defaults)
         if sub.get("type") == "array" and sub.get("items", {}).get("type") == "object":

@@ -17,12 +17,14 @@ from experiment_operator.api.trackingserver import TrackingServer
 from experiment_operator.trackingserver.labels import (
     backend_store_secret_name,
     credentials_secret_name,
+    redirect_name,
     unprefixed_ingress_name,
 )
+from experiment_operator.trackingserver.mlflow import DEFAULT_MLFLOW_IMAGE, ServerPlan
 from experiment_operator.trackingserver.routing import (
     TRAEFIK_VERSION,
     ingress_route,
-    middleware,
+    middlewares,
     nginx_ingresses,
 )
 from experiment_operator.trackingserver.secrets import (
@@ -55,6 +57,12 @@ class ChildOptions:
     """`traefik.io` when the cluster serves it, else `traefik.containo.us` (the seed's)."""
     nginx_ingress_class: str | None = "nginx"
     """`spec.ingressClassName` of the nginx Ingresses; None leaves it to the cluster default."""
+    mlflow_image: str = DEFAULT_MLFLOW_IMAGE
+    """The image of TrackingServers without `image` (the operator's `--mlflow-image`)."""
+
+    def plan(self, ts: TrackingServer) -> ServerPlan:
+        """How `ts`'s server runs; raises `url.InvalidURLError` for an unusable url."""
+        return ServerPlan.of(ts, self.mlflow_image)
 
 
 class ChildRef(NamedTuple):
@@ -82,8 +90,10 @@ def build_children(
     `tls_secret_present`: a Secret named after the CR exists or will be applied (ours from
     cert/key, or the user's); routing then uses TLS. `credentials_version`: resourceVersion of
     the Secret the S3 credentials come from, to roll pods when it changes;
-    `backend_store_version` the same for the backend store Secret.
+    `backend_store_version` the same for the backend store Secret. Raises
+    `url.InvalidURLError` when the url cannot be routed (stored before the CRD's rules).
     """
+    plan = options.plan(ts)
     children = [
         persistent_volume_claim(ts),
         tls_secret(ts),
@@ -91,6 +101,7 @@ def build_children(
         backend_store_secret(ts),
         deployment(
             ts,
+            plan,
             credentials_version=credentials_version,
             backend_store_version=backend_store_version,
         ),
@@ -99,12 +110,12 @@ def build_children(
     match options.ingress_controller:
         case IngressController.TRAEFIK:
             group = options.traefik_group
-            children.append(middleware(ts, group=group))
-            children.append(ingress_route(ts, group=group, tls=tls_secret_present))
+            children.extend(middlewares(ts, plan, group=group))
+            children.append(ingress_route(ts, plan, group=group, tls=tls_secret_present))
         case IngressController.NGINX:
             children.extend(
                 nginx_ingresses(
-                    ts, ingress_class=options.nginx_ingress_class, tls=tls_secret_present
+                    ts, plan, ingress_class=options.nginx_ingress_class, tls=tls_secret_present
                 )
             )
         case IngressController.NONE:
@@ -127,10 +138,12 @@ def possible_children(name: str) -> list[ChildRef]:
         ChildRef("v1", "Service", name),
     ]
     for group in TRAEFIK_GROUPS:
+        refs.append(ChildRef(f"{group}/{TRAEFIK_VERSION}", "Middleware", redirect_name(name)))
         refs.append(ChildRef(f"{group}/{TRAEFIK_VERSION}", "Middleware", name))
         refs.append(ChildRef(f"{group}/{TRAEFIK_VERSION}", "IngressRoute", name))
     refs.append(ChildRef("networking.k8s.io/v1", "Ingress", name))
     refs.append(ChildRef("networking.k8s.io/v1", "Ingress", unprefixed_ingress_name(name)))
+    refs.append(ChildRef("networking.k8s.io/v1", "Ingress", redirect_name(name)))
     return refs
 
 

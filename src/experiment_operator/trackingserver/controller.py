@@ -15,6 +15,7 @@ from experiment_operator.runtime.events import EventRecorder
 from experiment_operator.runtime.manager import Manager
 from experiment_operator.trackingserver.children import ChildOptions, IngressController
 from experiment_operator.trackingserver.labels import MANAGED_BY, MANAGED_BY_LABEL
+from experiment_operator.trackingserver.mlflow import DEFAULT_MLFLOW_IMAGE
 from experiment_operator.trackingserver.reconciler import RECHECK_SECONDS, TrackingServerReconciler
 from experiment_operator.trackingserver.resources import (
     TrackingServerResource,
@@ -33,12 +34,14 @@ async def child_options(
     client: AsyncClient,
     ingress_controller: IngressController,
     nginx_ingress_class: str | None,
+    mlflow_image: str = DEFAULT_MLFLOW_IMAGE,
 ) -> ChildOptions:
     """The options with the Traefik group the cluster serves (discovered once, at start)."""
     return ChildOptions(
         ingress_controller=ingress_controller,
         traefik_group=await served_traefik_group(client),
         nginx_ingress_class=nginx_ingress_class,
+        mlflow_image=mlflow_image,
     )
 
 

@@ -14,6 +14,7 @@ MANAGED_BY_SELECTOR = f"{MANAGED_BY_LABEL}={MANAGED_BY}"
 CREDENTIALS_SUFFIX = "-s3-credentials"
 BACKEND_STORE_SUFFIX = "-backend-store"
 UNPREFIXED_INGRESS_SUFFIX = "-static"
+REDIRECT_SUFFIX = "-redirect"
 
 
 def selector_labels(name: str) -> dict[str, str]:
@@ -75,3 +76,8 @@ def backend_store_secret_name(name: str) -> str:
 def unprefixed_ingress_name(name: str) -> str:
     """Name of the nginx Ingress serving `/static-files` and `/ajax-api` without rewriting."""
     return f"{name}{UNPREFIXED_INGRESS_SUFFIX}"
+
+
+def redirect_name(name: str) -> str:
+    """Name of the routing object redirecting `<path>` to `<path>/` (stripped routing)."""
+    return f"{name}{REDIRECT_SUFFIX}"

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 
 from lightkube.core import resource as lkr
 from lightkube.core.exceptions import ApiError
+from lightkube.resources.apps_v1 import Deployment
 from lightkube.resources.core_v1 import PersistentVolumeClaim, Secret
 from pydantic import ValidationError
 
@@ -43,6 +44,7 @@ from experiment_operator.trackingserver.labels import backend_store_secret_name
 from experiment_operator.trackingserver.resources import TrackingServerResource, kind_of
 from experiment_operator.trackingserver.secrets import credentials_source
 from experiment_operator.trackingserver.status import ConditionValue, Findings
+from experiment_operator.trackingserver.url import InvalidURLError
 from experiment_operator.trackingserver.workload import deployment
 
 log = logging.getLogger(__name__)
@@ -155,6 +157,14 @@ class TrackingServerReconciler:
         tls_value, tls_present, keep_tls_secret = await self._tls(p)
         await self._check_credentials(p)
         self._check_volume_spec(p)
+        try:
+            plan = self.options.plan(p.ts)
+        except InvalidURLError as err:
+            # Stored before the CRD's rules: change nothing, say why.
+            p.problems.append(ConditionValue("False", status.INVALID_URL, f"spec.url: {err}"))
+            p.routing_failed = True
+            p.deployment = self.manager.cache(Deployment).get(p.namespace, p.name)
+            return await self._finish(p, tls_value)
         children = build_children(p.ts, self.options, tls_secret_present=tls_present)
         unwanted = unwanted_children(p.name, children)
         if keep_tls_secret:  # an invalid cert/key: neither write it nor delete what exists
@@ -165,6 +175,7 @@ class TrackingServerReconciler:
             if child["kind"] == "Deployment":
                 child = deployment(
                     p.ts,
+                    plan,
                     credentials_version=credentials_version,
                     backend_store_version=backend_store_version,
                 )
@@ -177,6 +188,14 @@ class TrackingServerReconciler:
                 p.deployment = applied
         await self._delete_unwanted(p, unwanted)
         await self._update_finalizers(p)
+        result = await self._finish(p, tls_value)
+        if p.wrote:
+            logger.info("children synced")
+            await self.recorder.event(p.obj, NORMAL, SYNCED, SYNCED_MESSAGE)
+        return result
+
+    async def _finish(self, p: _Pass, tls_value: ConditionValue) -> Result:
+        """Write the status (if it changed) and the Warning Events of new problems."""
         findings = Findings(
             tls=tls_value,
             volume=p.volume or status.volume_condition(p.ts),
@@ -188,9 +207,6 @@ class TrackingServerReconciler:
         await update_status(self.client, TrackingServerResource, p.obj, new_status)
         for warning in warnings:
             await self.recorder.event(p.obj, WARNING, warning.reason, warning.message)
-        if p.wrote:
-            logger.info("children synced")
-            await self.recorder.event(p.obj, NORMAL, SYNCED, SYNCED_MESSAGE)
         return Result(requeue_after=min(p.requeue_after, default=None))
 
     # --- spec checks ---

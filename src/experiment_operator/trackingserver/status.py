@@ -25,6 +25,7 @@ CREDENTIALS_SECRET_NOT_FOUND = "CredentialsSecretNotFound"
 VOLUME_UPDATE_FORBIDDEN = "VolumeUpdateForbidden"
 INCOMPLETE_VOLUME_SPEC = "IncompleteVolumeSpec"
 TLS_SECRET_NOT_FOUND = "SecretNotFound"
+INVALID_URL = "InvalidURL"
 
 WARNING_REASONS = frozenset(
     {
@@ -34,6 +35,7 @@ WARNING_REASONS = frozenset(
         VOLUME_UPDATE_FORBIDDEN,
         INCOMPLETE_VOLUME_SPEC,
         TLS_SECRET_NOT_FOUND,
+        INVALID_URL,
         "InvalidCertificate",
         "InvalidPrivateKey",
         "CertificateKeyMismatch",

@@ -1,26 +1,42 @@
-"""The Deployment and Service, built as the seed built them (plus credentials via Secrets)."""
+"""The Deployment and Service of the MLflow server.
+
+The seed's Deployment (its labels, env contract and volume) with what a production server needs:
+the operator's `mlflow server` command and a migration init container when the operator starts
+MLflow (`mlflow.ServerCommand`), probes, resources, Pod Security `restricted`, graceful
+shutdown, and the Pod fields users set (env, scheduling, ServiceAccount, pull Secrets).
+"""
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 from experiment_operator.api.trackingserver import TrackingServer
+from experiment_operator.trackingserver import mlflow
 from experiment_operator.trackingserver.labels import (
     backend_store_secret_name,
     child_labels,
     child_metadata,
     selector_labels,
 )
+from experiment_operator.trackingserver.mlflow import ServerCommand, ServerPlan
 from experiment_operator.trackingserver.secrets import (
     BACKEND_URI_KEY,
     backend_uri_has_password,
     credentials_source,
 )
-from experiment_operator.trackingserver.storage import volume, volume_mount
+from experiment_operator.trackingserver.storage import VOLUME_NAME, volume, volume_mount
 
 CONTAINER_NAME = "mlflow"
-PORT = 5000
+MIGRATION_CONTAINER_NAME = "db-upgrade"
+PORT = mlflow.PORT
 PORT_NAME = "server"
+SCRATCH_VOLUME = "scratch"
+RUN_AS_ID = 1000
+"""Non-root user and group of operator-started servers (the official image runs as root)."""
+TERMINATION_GRACE_SECONDS = 30
+PRE_STOP_SLEEP_SECONDS = 5
+"""Keep serving while the proxies drop the Pod from their endpoints, then stop gracefully."""
 CREDENTIALS_VERSION_ANNOTATION = "experiment.aiscope/s3-credentials-version"
 """Pod-template annotation carrying the credentials Secret's resourceVersion, so that pods roll
 when the Secret changes (environment variables are only read at container start)."""
@@ -35,13 +51,12 @@ _ROLLING_UPDATE = {
 }
 
 
-def _env(ts: TrackingServer) -> list[dict[str, Any]]:
+def _seed_env(ts: TrackingServer) -> list[dict[str, Any]]:
     """The seed's environment, in the seed's order, with credentials through secretKeyRef."""
     spec = ts.spec
-    env: list[dict[str, Any]] = [
-        {"name": "MLFLOW_TRACKING_URI", "value": spec.url},
-        {"name": "MLFLOW_S3_ENDPOINT_URL", "value": spec.s3_endpoint_url},
-    ]
+    env: list[dict[str, Any]] = [{"name": "MLFLOW_TRACKING_URI", "value": spec.url}]
+    if spec.s3_endpoint_url:
+        env.append({"name": "MLFLOW_S3_ENDPOINT_URL", "value": spec.s3_endpoint_url})
     source = credentials_source(ts)
     if source is not None:
         for name, key in (
@@ -59,8 +74,124 @@ def _env(ts: TrackingServer) -> list[dict[str, Any]]:
     return env
 
 
+def container_env(ts: TrackingServer, plan: ServerPlan) -> list[dict[str, Any]]:
+    """The seed's variables, MLflow's settings, then the user's `env` (replacing by name)."""
+    env = _seed_env(ts)
+    env += mlflow.settings_env(plan.url, ts.metadata.name, ts.metadata.namespace)
+    if plan.command is ServerCommand.OPERATOR:
+        env.append({"name": "HOME", "value": mlflow.SCRATCH_DIR})
+    index = {e["name"]: i for i, e in enumerate(env)}
+    for entry in ts.spec.env or []:
+        if entry.get("name") in index:
+            env[index[entry["name"]]] = entry
+        else:
+            env.append(entry)
+    return env
+
+
+def _security(command: ServerCommand) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Pod and container securityContext. Operator-started servers meet Pod Security
+    `restricted` with a read-only root filesystem. An image's own command keeps the image's
+    user and writable filesystem (the seed's image runs as root and writes /mlflow), with
+    everything else locked down."""
+    pod: dict[str, Any] = {"seccompProfile": {"type": "RuntimeDefault"}}
+    container: dict[str, Any] = {
+        "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": ["ALL"]},
+    }
+    if command is ServerCommand.OPERATOR:
+        pod = {
+            "runAsNonRoot": True,
+            "runAsUser": RUN_AS_ID,
+            "runAsGroup": RUN_AS_ID,
+            "fsGroup": RUN_AS_ID,
+            "fsGroupChangePolicy": "OnRootMismatch",
+            **pod,
+        }
+        container["readOnlyRootFilesystem"] = True
+    return pod, container
+
+
+def _volumes(ts: TrackingServer, command: ServerCommand) -> tuple[list[Any], list[Any]]:
+    """Pod volumes and container mounts. An operator-started server writes only to volumes:
+    /mlflow (the PVC, else an emptyDir, where the seed's image kept its SQLite file) and /tmp."""
+    volumes: list[dict[str, Any]] = []
+    mounts: list[dict[str, Any]] = []
+    if ts.spec.volume_enabled:
+        volumes.append(volume(ts))
+        mounts.append(volume_mount())
+    elif command is ServerCommand.OPERATOR:
+        volumes.append({"name": VOLUME_NAME, "emptyDir": {}})
+        mounts.append(volume_mount())
+    if command is ServerCommand.OPERATOR:
+        volumes.append({"name": SCRATCH_VOLUME, "emptyDir": {}})
+        mounts.append({"name": SCRATCH_VOLUME, "mountPath": mlflow.SCRATCH_DIR})
+    return volumes, mounts
+
+
+def _containers(ts: TrackingServer, plan: ServerPlan) -> tuple[dict[str, Any], list[Any]]:
+    """The MLflow container and the init containers (the migration, when there is one)."""
+    spec = ts.spec
+    operator = plan.command is ServerCommand.OPERATOR
+    _, security = _security(plan.command)
+    _, mounts = _volumes(ts, plan.command)
+    head: dict[str, Any] = {"image": plan.image, "imagePullPolicy": "IfNotPresent"}
+    if operator:
+        head["workingDir"] = mlflow.DATA_DIR
+    tail: dict[str, Any] = {"env": container_env(ts, plan)}
+    if spec.env_from:
+        tail["envFrom"] = spec.env_from
+    tail["resources"] = spec.resources if spec.resources is not None else mlflow.DEFAULT_RESOURCES
+    tail["securityContext"] = security
+    if mounts:
+        tail["volumeMounts"] = mounts
+    tail["terminationMessagePolicy"] = "FallbackToLogsOnError"
+    server: dict[str, Any] = {"name": CONTAINER_NAME, **head}
+    if operator:
+        server["command"] = mlflow.server_args(plan.url, serve_artifacts=bool(spec.serve_artifacts))
+    server["ports"] = [{"name": PORT_NAME, "containerPort": PORT, "protocol": "TCP"}]
+    server.update(tail)
+    server.update(mlflow.probes(plan.url, plan.command))
+    server["lifecycle"] = {"preStop": {"sleep": {"seconds": PRE_STOP_SLEEP_SECONDS}}}
+    init: list[dict[str, Any]] = []
+    if operator and mlflow.needs_migration(spec.backend_uri.get_secret_value()):
+        migration = {"name": MIGRATION_CONTAINER_NAME, **head, "command": mlflow.migration_args()}
+        init.append(copy.deepcopy({**migration, **tail}))
+    return server, init
+
+
+def _pod_spec(ts: TrackingServer, plan: ServerPlan) -> dict[str, Any]:
+    spec = ts.spec
+    server, init = _containers(ts, plan)
+    pod_security, _ = _security(plan.command)
+    volumes, _ = _volumes(ts, plan.command)
+    pod: dict[str, Any] = {}
+    if init:
+        pod["initContainers"] = init
+    pod["containers"] = [server]
+    if volumes:
+        pod["volumes"] = volumes
+    pod["securityContext"] = pod_security
+    pod["terminationGracePeriodSeconds"] = TERMINATION_GRACE_SECONDS
+    pod["enableServiceLinks"] = False  # a Service named mlflow would set MLFLOW_PORT=tcp://...
+    if spec.service_account_name:
+        pod["serviceAccountName"] = spec.service_account_name
+    else:
+        pod["automountServiceAccountToken"] = False
+    for key, value in (
+        ("imagePullSecrets", spec.image_pull_secrets),
+        ("nodeSelector", spec.node_selector),
+        ("tolerations", spec.tolerations),
+        ("affinity", spec.affinity),
+    ):
+        if value:
+            pod[key] = value
+    return pod
+
+
 def deployment(
     ts: TrackingServer,
+    plan: ServerPlan,
     *,
     credentials_version: str | None = None,
     backend_store_version: str | None = None,
@@ -73,19 +204,8 @@ def deployment(
     of the credentials: that would leak a verifier of the password.
     """
     name = ts.metadata.name
-    container: dict[str, Any] = {
-        "name": CONTAINER_NAME,
-        "image": ts.spec.image,
-        "imagePullPolicy": "IfNotPresent",
-        "ports": [{"name": PORT_NAME, "containerPort": PORT, "protocol": "TCP"}],
-        "env": _env(ts),
-    }
-    pod_spec: dict[str, Any] = {"containers": [container]}
-    if ts.spec.volume_enabled:
-        container["volumeMounts"] = [volume_mount()]
-        pod_spec["volumes"] = [volume(ts)]
-    template_meta: dict[str, Any] = {"labels": child_labels(name)}
-    annotations: dict[str, str] = {}
+    template_meta: dict[str, Any] = {"labels": {**(ts.spec.pod_labels or {}), **child_labels(name)}}
+    annotations: dict[str, str] = dict(ts.spec.pod_annotations or {})
     if credentials_version is not None and credentials_source(ts) is not None:
         annotations[CREDENTIALS_VERSION_ANNOTATION] = credentials_version
     if backend_store_version is not None and backend_uri_has_password(ts):
@@ -101,7 +221,7 @@ def deployment(
             "selector": {"matchLabels": selector_labels(name)},
             # A ReadWriteOnce volume cannot be mounted by the old and the new pod at once.
             "strategy": {"type": "Recreate"} if ts.spec.volume_enabled else _ROLLING_UPDATE,
-            "template": {"metadata": template_meta, "spec": pod_spec},
+            "template": {"metadata": template_meta, "spec": _pod_spec(ts, plan)},
         },
     }
 

@@ -15,6 +15,7 @@ from lightkube.generic_resource import create_namespaced_resource
 
 from experiment_lab.cluster import Kubectl
 from experiment_operator.api.trackingserver import GROUP, KIND, PLURAL, VERSION
+from experiment_operator.trackingserver.url import InvalidURLError, ServerURL
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("trackingserver_crd")]
 
@@ -109,13 +110,57 @@ CASES = [
         "spec.size in body should be less than or equal to 2147483647",
     ),
     Case("size-not-integer", {"size": "one"}, "spec.size in body must be of type integer"),
-    Case("empty-image", {"image": ""}, "image must be a non-empty container image reference"),
     Case("image-with-space", {"image": "mlflow aiscope"}, "without whitespace"),
     Case("url-without-scheme", {"url": "mlflow.platform.aiscope.io/platform"}, "url must be an"),
     Case("url-ftp", {"url": "ftp://mlflow.platform.aiscope.io/"}, "absolute http(s) URL with a"),
     Case("url-without-host", {"url": "https:///platform"}, "absolute http(s) URL with a host"),
-    Case("url-backtick", {"url": "https://h.example/a`b"}, "must not contain whitespace or back"),
+    Case("url-backtick", {"url": "https://h.example/a`b"}, "between single slashes"),
+    Case("url-space", {"url": "https://h.example/a b"}, "between single slashes"),
+    Case("url-percent-encoded", {"url": "https://h.example/a%2F%2e%2e"}, "no percent-encoding"),
+    Case("url-query", {"url": "https://h.example/a?x=`y`"}, "no percent-encoding, query"),
+    Case("url-fragment", {"url": "https://h.example/a#b"}, "query or fragment"),
+    Case("url-userinfo", {"url": "https://u:secret@h.example/a"}, "must not contain credentials"),
+    Case("url-dot-segment", {"url": "https://h.example/a/../b"}, "'.' or '..' segments"),
+    Case("url-empty-segment", {"url": "https://h.example/a//b"}, "between single slashes"),
+    Case("url-ip-host", {"url": "https://192.168.0.1/a"}, "not an IP address"),
+    Case("url-ipv6-host", {"url": "https://[::1]/a"}, "DNS host name"),
+    Case("url-underscore-host", {"url": "https://ml_flow.example/a"}, "DNS host name"),
+    Case(
+        "url-long-host",
+        {"url": f"https://{'a' * 63}.{'b' * 63}.{'c' * 63}.{'d' * 63}.ex/"},
+        "at most 253 characters",
+    ),
+    Case("url-port-too-big", {"url": "https://h.example:70000/a"}, "port at most 65535"),
+    Case("url-regex-chars", {"url": "https://h.example/a(b)|c"}, "between single slashes"),
+    Case("url-uppercase-scheme", {"url": "HTTPS://h.example/a"}, "http(s)://HOST"),
     Case("missing-url", {"url": None}, "spec.url: Required value"),
+    Case("backend-empty", {"backend_uri": ""}, "backend_uri must be a database URI"),
+    Case("backend-no-scheme", {"backend_uri": "/mlflow/mlflow.db"}, "backend_uri must be a"),
+    Case("backend-unknown", {"backend_uri": "mongodb://db/m"}, "backend_uri must be a database"),
+    Case("backend-postgres-alias", {"backend_uri": "postgres://u@db/m"}, "backend_uri must be"),
+    Case(
+        "serve-artifacts-without-root",
+        {"serveArtifacts": True, "artifact_root": ""},
+        "serveArtifacts needs artifact_root",
+    ),
+    Case("server-command-unknown", {"serverCommand": "Both"}, 'supported values: "Operator"'),
+    Case("pod-labels-reserved", {"podLabels": {"ts_name": "other"}}, "podLabels must not set"),
+    Case(
+        "service-account-invalid",
+        {"serviceAccountName": "My SA"},
+        "serviceAccountName must be empty or a valid",
+    ),
+    Case("env-without-name", {"env": [{"value": "x"}]}, "spec.env[0].name: Required value"),
+    Case(
+        "resources-not-a-quantity",
+        {"resources": {"limits": {"memory": "lots"}}},
+        "spec.resources.limits.memory",
+    ),
+    Case(
+        "toleration-seconds-string",
+        {"tolerations": [{"tolerationSeconds": "ten"}]},
+        "spec.tolerations[0].tolerationSeconds",
+    ),
     Case("s3-endpoint-no-scheme", {"s3_endpoint_url": "s3.example"}, "s3_endpoint_url must be"),
     Case("volume-size-garbage", {"volumeSize": "50 GB"}, "volumeSize must be empty or a positive"),
     Case("volume-size-negative", {"volumeSize": "-1Gi"}, "volumeSize must be empty or a positive"),
@@ -208,6 +253,40 @@ VALID = {
     },
     "no-path-zero-size": {"url": "http://mlflow.example.com", "size": 0},
     "retain": {"volumeRetentionPolicy": "Retain", "volumeSize": "1Gi", "storageClassName": "a.b"},
+    "minimal-no-image-no-endpoint": {
+        "image": None,
+        "s3_endpoint_url": None,
+        "aws_access_key": None,
+        "aws_secret_key": None,
+        "cert": None,
+        "key": None,
+    },
+    "empty-image": {"image": ""},
+    "url-port-prefix-unreserved": {"url": "https://MLflow.Example.com:8443/team_A/v1.0~x/"},
+    "backends": {"backend_uri": "postgresql+psycopg2://mlflow:p%40ss@db.example:5432/mlflow"},
+    "file-store": {"backend_uri": "file:///mlflow/mlruns"},
+    "pod-fields": {
+        "serverCommand": "Operator",
+        "serveArtifacts": True,
+        "resources": {"requests": {"cpu": 1, "memory": "1Gi"}, "limits": {"memory": "2Gi"}},
+        "env": [{"name": "A", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}}],
+        "envFrom": [{"secretRef": {"name": "s"}, "prefix": "X_"}],
+        "nodeSelector": {"kubernetes.io/os": "linux"},
+        "tolerations": [{"key": "ml", "operator": "Exists", "effect": "NoSchedule"}],
+        "affinity": {
+            "nodeAffinity": {
+                "requiredDuringSchedulingIgnoredDuringExecution": {
+                    "nodeSelectorTerms": [
+                        {"matchExpressions": [{"key": "zone", "operator": "In", "values": ["a"]}]}
+                    ]
+                }
+            }
+        },
+        "podLabels": {"team": "a"},
+        "podAnnotations": {"a": "b"},
+        "serviceAccountName": "mlflow",
+        "imagePullSecrets": [{"name": "registry"}],
+    },
 }
 
 
@@ -216,4 +295,50 @@ async def test_valid_variants_are_accepted(
     kube: AsyncClient, namespace: str, overrides: dict[str, Any]
 ) -> None:
     case = Case("valid", overrides, "")
-    await kube.create(TrackingServerResource.from_dict(sample_with(case, namespace)))
+    created = await kube.create(TrackingServerResource.from_dict(sample_with(case, namespace)))
+    stored = created.to_dict()["spec"]
+    for key, value in overrides.items():
+        assert stored.get(key) == value, f"{key} was pruned or changed"
+
+
+URLS = [
+    "https://h.example",
+    "https://h.example/",
+    "http://h.example:8080/a/b.c/d_e~f-g/",
+    "https://xn--bcher-kva.example/team-a",
+    "https://h.example/a%20b",
+    "https://h.example/a b",
+    "https://h.example/a?b",
+    "https://h.example/a#b",
+    "https://u@h.example/a",
+    "https://h.example/./a",
+    "https://h.example/a/..",
+    "https://h.example/...",
+    "https://h.example//",
+    "https://1.2.3.4/",
+    "https://h.example:65536/",
+    "https://h-.example/",
+    "https://h.example/a\\b",
+    "https://h.example/a)",
+    "https://h.example/${x}",
+]
+
+
+@pytest.mark.parametrize("url", URLS)
+async def test_admission_and_the_operators_parser_agree(
+    kube: AsyncClient, namespace: str, url: str
+) -> None:
+    """The CRD's CEL rules and `ServerURL.parse` accept exactly the same urls."""
+    case = Case("url", {"url": url}, "", name=f"u{abs(hash(url)) % 10**8}")
+    admitted, code = True, None
+    try:
+        await kube.create(TrackingServerResource.from_dict(sample_with(case, namespace)))
+    except ApiError as err:
+        admitted, code = False, err.status.code
+    assert admitted or code == 422
+    try:
+        ServerURL.parse(url)
+        parsed = True
+    except InvalidURLError:
+        parsed = False
+    assert admitted == parsed

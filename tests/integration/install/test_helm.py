@@ -117,6 +117,7 @@ def test_every_documented_value_sets_its_option(helm: Helm) -> None:
         "ingressController": "nginx",
         "nginxIngressClass": "internal",
         "watchNamespaces": "{team-a,team-b}",
+        "mlflowImage": "registry.example/mlflow:3.17.2",
         "maxConcurrentReconciles": "7",
         "leaderElection.enabled": "false",
         "leaderElection.id": "ops-lease",
@@ -131,6 +132,7 @@ def test_every_documented_value_sets_its_option(helm: Helm) -> None:
     assert _operator_options(helm, *values) == cli.RunOptions(
         ingress_controller=IngressController.NGINX,
         nginx_ingress_class="internal",
+        mlflow_image="registry.example/mlflow:3.17.2",
         namespaces=["team-a", "team-b"],
         max_concurrent_reconciles=7,
         leader_elect=False,

@@ -99,7 +99,7 @@ async def test_takeover_of_a_seed_deployment_switches_to_recreate(
     )
     ts = sample("repo", namespace, {})
     ts.metadata.uid = owner["metadata"]["uid"]
-    desired = deployment(ts)
+    desired = deployment(ts, ChildOptions().plan(ts))
     del desired["metadata"]["ownerReferences"]  # apply_owned adds the owner's reference
     seed_made = {
         "apiVersion": "apps/v1",

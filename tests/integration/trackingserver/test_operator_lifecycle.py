@@ -112,10 +112,15 @@ async def routing(kube: AsyncClient, ns: str) -> set[tuple[str, str]]:
 async def test_switching_the_ingress_controller_removes_what_is_not_needed(
     operator_kubeconfig: Path, kube: AsyncClient, namespace: str
 ) -> None:
-    traefik = {("IngressRoute/traefik.io/v1alpha1", NAME), ("Middleware/traefik.io/v1alpha1", NAME)}
+    traefik = {
+        ("IngressRoute/traefik.io/v1alpha1", NAME),
+        ("Middleware/traefik.io/v1alpha1", NAME),
+        ("Middleware/traefik.io/v1alpha1", f"{NAME}-redirect"),
+    }
     nginx = {
         ("Ingress/networking.k8s.io/v1", NAME),
         ("Ingress/networking.k8s.io/v1", f"{NAME}-static"),
+        ("Ingress/networking.k8s.io/v1", f"{NAME}-redirect"),
     }
     await create(kube, sample("blog", namespace))
     for controller, expected in [
@@ -145,6 +150,7 @@ async def test_legacy_traefik_group(
         legacy = {
             ("IngressRoute/traefik.containo.us/v1alpha1", NAME),
             ("Middleware/traefik.containo.us/v1alpha1", NAME),
+            ("Middleware/traefik.containo.us/v1alpha1", f"{NAME}-redirect"),
         }
         assert await routing(kube, namespace) == legacy
         route = await get(kube, "traefik.containo.us/v1alpha1", "IngressRoute", namespace, NAME)

@@ -20,12 +20,13 @@ from experiment_operator.trackingserver.children import (
     unwanted_children,
 )
 from experiment_operator.trackingserver.labels import MANAGED_BY, MANAGED_BY_LABEL
-from experiment_operator.trackingserver.routing import nginx_ingresses, parse_url
+from experiment_operator.trackingserver.mlflow import DEFAULT_MLFLOW_IMAGE, ServerPlan
+from experiment_operator.trackingserver.routing import nginx_ingresses
 from experiment_operator.trackingserver.workload import (
     BACKEND_STORE_VERSION_ANNOTATION,
     CREDENTIALS_VERSION_ANNOTATION,
-    deployment,
 )
+from experiment_operator.trackingserver.workload import deployment as build_deployment
 
 Sample = Callable[..., TrackingServer]
 ALL_OPTIONS = [
@@ -35,6 +36,10 @@ ALL_OPTIONS = [
     ChildOptions(ingress_controller=IngressController.NONE),
 ]
 PG_URI = "postgresql://mlflow:s3cr3t@db.example/mlflow"
+
+
+def deployment(ts: TrackingServer, **versions: str | None) -> dict[str, Any]:
+    return build_deployment(ts, ServerPlan.of(ts, DEFAULT_MLFLOW_IMAGE), **versions)
 
 
 def by_kind(children: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
@@ -84,12 +89,13 @@ def test_no_credentials_means_no_aws_env(sample: Sample) -> None:
     ts = sample("blog", aws_access_key="", aws_secret_key="")
     env = deployment(ts, credentials_version="12")["spec"]["template"]["spec"]["containers"][0]
     names = [e["name"] for e in env["env"]]
-    assert names == [
+    assert names[:4] == [
         "MLFLOW_TRACKING_URI",
         "MLFLOW_S3_ENDPOINT_URL",
         "ARTIFACT_ROOT",
         "BACKEND_URI",
     ]
+    assert not any(n.startswith("AWS_") for n in names)
     assert (
         "annotations"
         not in deployment(ts, credentials_version="12")["spec"]["template"]["metadata"]
@@ -167,20 +173,6 @@ def test_render_redacts_the_backend_store_secret(sample: Sample) -> None:
     assert encoded in render([cr], ChildOptions(), show_secrets=True)
 
 
-@pytest.mark.parametrize(
-    ("url", "host", "path"),
-    [
-        ("https://mlflow.platform.aiscope.io/platform", "mlflow.platform.aiscope.io", "/platform"),
-        ("https://mlflow.example.com", "mlflow.example.com", ""),
-        ("https://mlflow.example.com/", "mlflow.example.com", ""),
-        ("https://mlflow.example.com:8443/a/b/", "mlflow.example.com", "/a/b"),
-        ("http://MLflow.Example.com/x%20y", "mlflow.example.com", "/x y"),
-    ],
-)
-def test_parse_url(url: str, host: str, path: str) -> None:
-    assert parse_url(url) == (host, path)
-
-
 def test_root_path_gives_one_route_and_no_middleware(sample: Sample) -> None:
     children = build_children(
         sample("blog", url="https://mlflow.example.com/"), ChildOptions(), tls_secret_present=True
@@ -193,9 +185,10 @@ def test_root_path_gives_one_route_and_no_middleware(sample: Sample) -> None:
 
 def test_nginx_regex_escapes_the_prefix(sample: Sample) -> None:
     ts = sample("blog", url="https://h.example/v1.0/ml")
-    prefixed, _ = nginx_ingresses(ts, ingress_class="nginx", tls=False)
+    plan = ServerPlan.of(ts, DEFAULT_MLFLOW_IMAGE)
+    prefixed, _, _ = nginx_ingresses(ts, plan, ingress_class="nginx", tls=False)
     path = prefixed["spec"]["rules"][0]["http"]["paths"][0]["path"]
-    assert path == "/v1\\.0/ml(/|$)(.*)"
+    assert path == "/v1\\.0/ml/(.*)"
     assert "tls" not in prefixed["spec"]
 
 
@@ -230,6 +223,7 @@ def test_render_redacts_secrets_unless_asked(sample: Sample) -> None:
         "Secret",
         "Deployment",
         "Service",
+        "Middleware",
         "Middleware",
         "IngressRoute",
     ]

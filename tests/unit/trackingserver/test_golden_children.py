@@ -43,6 +43,36 @@ class Scenario:
 TRAEFIK_LEGACY = ChildOptions(traefik_group="traefik.containo.us")
 NGINX = ChildOptions(ingress_controller=IngressController.NGINX)
 
+OPERATOR_POD_FIELDS = {
+    "image": "ghcr.io/mlflow/mlflow:v3.17.2",
+    "env": [
+        {"name": "MLFLOW_WORKERS", "value": "2"},
+        {"name": "MLFLOW_DISABLE_TELEMETRY", "value": "true"},
+        {"name": "DB_TOKEN", "valueFrom": {"secretKeyRef": {"name": "db", "key": "token"}}},
+    ],
+    "envFrom": [{"configMapRef": {"name": "mlflow-settings"}}],
+    "resources": {"requests": {"cpu": "250m", "memory": "1Gi"}, "limits": {"memory": "2Gi"}},
+    "nodeSelector": {"node-role.example.com/ml": "true"},
+    "tolerations": [{"key": "ml", "operator": "Exists", "effect": "NoSchedule"}],
+    "affinity": {
+        "podAntiAffinity": {
+            "preferredDuringSchedulingIgnoredDuringExecution": [
+                {
+                    "weight": 100,
+                    "podAffinityTerm": {
+                        "topologyKey": "kubernetes.io/hostname",
+                        "labelSelector": {"matchLabels": {"ts_name": "trackingserver"}},
+                    },
+                }
+            ]
+        }
+    },
+    "podLabels": {"team": "a"},
+    "podAnnotations": {"prometheus.io/scrape": "false"},
+    "serviceAccountName": "mlflow-s3",
+    "imagePullSecrets": [{"name": "registry"}],
+}
+
 SCENARIOS = [
     Scenario(
         "blog-traefik-tls-path",
@@ -89,6 +119,43 @@ SCENARIOS = [
         tls_secret_present=True,
         credentials_version="4711",
         backend_store_version="4712",
+    ),
+    Scenario(
+        "operator-prefix-postgres-serve-artifacts-traefik",
+        "blog",
+        {
+            **SECRET_REF,
+            "image": None,
+            "s3CredentialsSecretRef": {"name": "mlflow-s3"},
+            "url": "https://mlflow.example.com/team-a",
+            "backend_uri": "postgresql://mlflow:s3cr3t@db.example/mlflow",
+            "serveArtifacts": True,
+        },
+        ChildOptions(),
+        tls_secret_present=True,
+        credentials_version="4711",
+        backend_store_version="4712",
+    ),
+    Scenario(
+        "operator-root-sqlite-pvc-nginx",
+        "repo",
+        {"image": "", "url": "http://mlflow.example.com:8080"},
+        NGINX,
+        tls_secret_present=False,
+    ),
+    Scenario(
+        "operator-prefix-nginx",
+        "blog",
+        {"image": None, "url": "https://mlflow.example.com/ml/team-b/"},
+        NGINX,
+        tls_secret_present=True,
+    ),
+    Scenario(
+        "operator-pod-fields-file-store",
+        "blog",
+        {**NO_TLS, **OPERATOR_POD_FIELDS, "backend_uri": "file:///mlflow/mlruns"},
+        ChildOptions(ingress_controller=IngressController.NONE),
+        tls_secret_present=False,
     ),
     Scenario(
         "repo-none-retain",
