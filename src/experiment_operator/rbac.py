@@ -48,6 +48,8 @@ OPERATOR_RULES: tuple[Rule, ...] = (
          "owned children, applied server-side; cached by a label-selected watch (see "
          "docs/security.md for Secrets)"),
     Rule(("apps",), ("deployments",), OWN, "the MLflow server Deployment"),
+    Rule(("",), ("pods",), READ, "the MLflow Pods (label-selected watch), read to explain a "
+         "server that is not available: image pull errors, crashes, unschedulable, probes"),
     Rule((GROUP,), (PLURAL,), (*READ, "patch"), "the primary resource, cached by a watch; "
          "patch only edits metadata.finalizers (the volume-retention finalizer)"),
     Rule((GROUP,), (f"{PLURAL}/finalizers",), ("update",),

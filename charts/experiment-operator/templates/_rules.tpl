@@ -32,6 +32,14 @@
   - patch
   - delete
 - apiGroups:
+  - ''
+  resources:
+  - pods
+  verbs:
+  - get
+  - list
+  - watch
+- apiGroups:
   - experiment.aiscope
   resources:
   - trackingservers

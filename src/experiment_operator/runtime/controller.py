@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, Self
 
@@ -139,6 +140,16 @@ class Controller:
         metrics.RECONCILE_TOTAL.labels(self.name, outcome).inc()
 
 
+def _enqueue_mapped(
+    controller: Controller, map_keys: Callable[[Change], list[Key]]
+) -> Callable[[Change], None]:
+    def handler(change: Change) -> None:
+        for key in map_keys(change):
+            controller.enqueue(key)
+
+    return handler
+
+
 class ControllerBuilder:
     """`ControllerBuilder(mgr).named(n).for_(Kind).owns(Child, ...).complete(reconciler)`."""
 
@@ -148,6 +159,7 @@ class ControllerBuilder:
         self._for: type[lkr.Resource] | None = None
         self._for_selector: dict[str, str] | None = None
         self._owns: list[type[lkr.Resource]] = []
+        self._watches: list[tuple[type[lkr.Resource], Callable[[Change], list[Key]]]] = []
         self._max_concurrent = 1
         self._resync_period: float | None = None
 
@@ -164,6 +176,12 @@ class ControllerBuilder:
         """Child kinds, watched with the manager's owned-label selector; changes enqueue the
         controlling owner. A kind whose API is not served is skipped at start with a warning."""
         self._owns.extend(kinds)
+        return self
+
+    def watches(self, kind: type[lkr.Resource], map_keys: Callable[[Change], list[Key]]) -> Self:
+        """Another kind, watched with the manager's owned-label selector, whose changes enqueue
+        the primary keys `map_keys` returns (e.g. Pods, owned by ReplicaSets, by a label)."""
+        self._watches.append((kind, map_keys))
         return self
 
     def with_options(
@@ -203,5 +221,15 @@ class ControllerBuilder:
         for child in self._owns:
             mgr.watch(child, label_selector=mgr.owned_label_selector)
             mgr.add_handler(child, on_child)
+        for kind, map_keys in self._watches:
+
+            def on_watched(
+                change: Change, map_keys: Callable[[Change], list[Key]] = map_keys
+            ) -> None:
+                for key in map_keys(change):
+                    controller.enqueue(key)
+
+            mgr.watch(kind, label_selector=mgr.owned_label_selector)
+            mgr.add_handler(kind, on_watched)
         mgr.add_controller(controller)
         return controller

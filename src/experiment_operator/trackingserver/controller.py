@@ -12,12 +12,15 @@ from lightkube import AsyncClient
 
 from experiment_operator.runtime.controller import Controller, ControllerBuilder
 from experiment_operator.runtime.events import EventRecorder
+from experiment_operator.runtime.kubeapi import Key
 from experiment_operator.runtime.manager import Manager
+from experiment_operator.runtime.store import Change
 from experiment_operator.trackingserver.children import ChildOptions, IngressController
-from experiment_operator.trackingserver.labels import MANAGED_BY, MANAGED_BY_LABEL
+from experiment_operator.trackingserver.labels import INSTANCE_LABEL, MANAGED_BY, MANAGED_BY_LABEL
 from experiment_operator.trackingserver.mlflow import DEFAULT_MLFLOW_IMAGE
 from experiment_operator.trackingserver.reconciler import RECHECK_SECONDS, TrackingServerReconciler
 from experiment_operator.trackingserver.resources import (
+    WATCHED_KINDS,
     TrackingServerResource,
     child_kinds,
     served_traefik_group,
@@ -45,6 +48,19 @@ async def child_options(
     )
 
 
+def instance_keys(change: Change) -> list[Key]:
+    """The TrackingServer a Pod belongs to, by its `app.kubernetes.io/instance` label."""
+    keys: list[Key] = []
+    for obj in (change.old, change.obj):
+        if obj is None:
+            continue
+        meta = obj["metadata"]
+        name = (meta.get("labels") or {}).get(INSTANCE_LABEL)
+        if name and (meta.get("namespace", ""), name) not in keys:
+            keys.append((meta.get("namespace", ""), name))
+    return keys
+
+
 def setup(
     manager: Manager,
     options: ChildOptions,
@@ -66,6 +82,7 @@ def setup(
         .named(name)
         .for_(TrackingServerResource)
         .owns(*child_kinds(options.traefik_group))
+        .watches(WATCHED_KINDS[0], instance_keys)
         .with_options(
             max_concurrent_reconciles=max_concurrent_reconciles, resync_period=resync_period
         )

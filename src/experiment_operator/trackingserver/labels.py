@@ -9,6 +9,7 @@ from experiment_operator.api.trackingserver import API_VERSION, KIND, TrackingSe
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 MANAGED_BY = "experiment-operator"
 MANAGED_BY_SELECTOR = f"{MANAGED_BY_LABEL}={MANAGED_BY}"
+INSTANCE_LABEL = "app.kubernetes.io/instance"
 """Label selector for the operator's child informers: they only stream objects we manage."""
 
 CREDENTIALS_SUFFIX = "-s3-credentials"
@@ -31,7 +32,7 @@ def child_labels(name: str) -> dict[str, str]:
     return {
         **selector_labels(name),
         "app.kubernetes.io/name": "mlflow",
-        "app.kubernetes.io/instance": name,
+        INSTANCE_LABEL: name,
         MANAGED_BY_LABEL: MANAGED_BY,
     }
 

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from lightkube.core import resource as lkr
 from lightkube.core.exceptions import ApiError
 from lightkube.resources.apps_v1 import Deployment
-from lightkube.resources.core_v1 import PersistentVolumeClaim, Secret
+from lightkube.resources.core_v1 import PersistentVolumeClaim, Pod, Secret
 from pydantic import ValidationError
 
 from experiment_operator.api.trackingserver import TrackingServer
@@ -33,14 +33,15 @@ from experiment_operator.runtime.kubeapi import KindInfo, Obj
 from experiment_operator.runtime.logging import bind
 from experiment_operator.runtime.manager import Manager
 from experiment_operator.runtime.store import Store
-from experiment_operator.trackingserver import lifecycle, status, tls
+from experiment_operator.trackingserver import lifecycle, podstatus, status, tls
 from experiment_operator.trackingserver.children import (
     ChildOptions,
     ChildRef,
     build_children,
     unwanted_children,
 )
-from experiment_operator.trackingserver.labels import backend_store_secret_name
+from experiment_operator.trackingserver.labels import INSTANCE_LABEL, backend_store_secret_name
+from experiment_operator.trackingserver.mlflow import server_command
 from experiment_operator.trackingserver.resources import TrackingServerResource, kind_of
 from experiment_operator.trackingserver.secrets import credentials_source
 from experiment_operator.trackingserver.status import ConditionValue, Findings
@@ -194,16 +195,36 @@ class TrackingServerReconciler:
             await self.recorder.event(p.obj, NORMAL, SYNCED, SYNCED_MESSAGE)
         return result
 
+    def _pods(self, p: _Pass) -> list[Obj]:
+        """The TrackingServer's Pods from the label-selected Pod cache."""
+        pods = self.manager.cache(Pod).list(p.namespace)
+        return [
+            o for o in pods if (o["metadata"].get("labels") or {}).get(INSTANCE_LABEL) == p.name
+        ]
+
     async def _finish(self, p: _Pass, tls_value: ConditionValue) -> Result:
         """Write the status (if it changed) and the Warning Events of new problems."""
+        now = self.clock()
+        pods = self._pods(p)
+        workload = podstatus.diagnose(
+            p.deployment,
+            pods,
+            command=server_command(p.ts.spec, self.options.mlflow_image),
+            now=now,
+            secrets=secret_values(p.ts),
+        )
+        grace = podstatus.probe_grace_left(pods, now)
+        if grace is not None:  # an unready container becomes ProbeFailing without an event
+            p.requeue_after.append(grace + 1)
         findings = Findings(
             tls=tls_value,
             volume=p.volume or status.volume_condition(p.ts),
             problems=status.ready_problems(p.foreign, p.not_served) + p.problems,
             deployment=p.deployment,
             routed=not p.routing_failed,
+            workload=workload,
         )
-        new_status, warnings = status.compute_status(p.ts, findings, now=self.clock())
+        new_status, warnings = status.compute_status(p.ts, findings, now=now)
         await update_status(self.client, TrackingServerResource, p.obj, new_status)
         for warning in warnings:
             await self.recorder.event(p.obj, WARNING, warning.reason, warning.message)
@@ -252,7 +273,8 @@ class TrackingServerReconciler:
         source = credentials_source(p.ts)
         if source is None or source.owned:
             return
-        if await self._read_secret(p, source.secret_name) is None:
+        secret = await self._read_secret(p, source.secret_name)
+        if secret is None:
             p.problems.append(
                 ConditionValue(
                     "False",
@@ -261,6 +283,11 @@ class TrackingServerReconciler:
                     "exist",
                 )
             )
+            p.requeue_after.append(self.recheck_interval)
+            return
+        missing = status.missing_credentials_keys(source, secret)
+        if missing is not None:
+            p.problems.append(missing)
             p.requeue_after.append(self.recheck_interval)
 
     def _check_volume_spec(self, p: _Pass) -> None:
@@ -324,6 +351,11 @@ class TrackingServerReconciler:
                 p.volume = ConditionValue("False", status.FOREIGN_OBJECT, str(err))
             return None
         except ApiError as err:
+            if kind == "Deployment" and err.status.code == 422:
+                # e.g. an env or affinity the Pod API refuses: the spec is wrong, not the pass
+                message = redact(err.status.message or str(err), secret_values(p.ts))
+                p.problems.append(ConditionValue("False", status.DEPLOYMENT_REJECTED, message))
+                return live
             if kind != "PersistentVolumeClaim" or err.status.code not in (403, 422):
                 raise
             message = redact(err.status.message or str(err), secret_values(p.ts))

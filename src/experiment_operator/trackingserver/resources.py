@@ -10,7 +10,7 @@ from lightkube import AsyncClient
 from lightkube.core import resource as lkr
 from lightkube.generic_resource import create_namespaced_resource
 from lightkube.resources.apps_v1 import Deployment
-from lightkube.resources.core_v1 import PersistentVolumeClaim, Secret, Service
+from lightkube.resources.core_v1 import PersistentVolumeClaim, Pod, Secret, Service
 from lightkube.resources.networking_v1 import Ingress
 
 from experiment_operator.api.trackingserver import GROUP, KIND, PLURAL, VERSION
@@ -37,6 +37,10 @@ CORE_CHILD_KINDS: tuple[type[lkr.Resource], ...] = (
     Service,
     Ingress,
 )
+
+
+WATCHED_KINDS: tuple[type[lkr.Resource], ...] = (Pod,)
+"""Kinds made by others for us (the Deployment's Pods), watched to explain a broken server."""
 
 
 def child_kinds(traefik_group: str) -> list[type[lkr.Resource]]:

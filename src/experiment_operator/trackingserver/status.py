@@ -13,6 +13,9 @@ from typing import Any
 
 from experiment_operator.api.conditions import READY, Condition, ConditionStatus, set_condition
 from experiment_operator.api.trackingserver import TrackingServer
+from experiment_operator.trackingserver import podstatus
+from experiment_operator.trackingserver.podstatus import Diagnosis
+from experiment_operator.trackingserver.secrets import CredentialsSource
 
 TLS = "TLS"
 VOLUME = "Volume"
@@ -22,6 +25,8 @@ PROGRESSING = "Progressing"
 FOREIGN_OBJECT = "ForeignObject"
 API_NOT_SERVED = "APINotServed"
 CREDENTIALS_SECRET_NOT_FOUND = "CredentialsSecretNotFound"
+CREDENTIALS_SECRET_KEY_MISSING = "CredentialsSecretKeyMissing"
+DEPLOYMENT_REJECTED = "DeploymentRejected"
 VOLUME_UPDATE_FORBIDDEN = "VolumeUpdateForbidden"
 INCOMPLETE_VOLUME_SPEC = "IncompleteVolumeSpec"
 TLS_SECRET_NOT_FOUND = "SecretNotFound"
@@ -32,6 +37,9 @@ WARNING_REASONS = frozenset(
         FOREIGN_OBJECT,
         API_NOT_SERVED,
         CREDENTIALS_SECRET_NOT_FOUND,
+        CREDENTIALS_SECRET_KEY_MISSING,
+        DEPLOYMENT_REJECTED,
+        *podstatus.REASONS,
         VOLUME_UPDATE_FORBIDDEN,
         INCOMPLETE_VOLUME_SPEC,
         TLS_SECRET_NOT_FOUND,
@@ -63,6 +71,8 @@ class Findings:
     deployment: dict[str, Any] | None = None
     routed: bool = False
     """Whether every routing object (or none, by option) is in place."""
+    workload: Diagnosis | None = None
+    """Why the Deployment's Pods are not available (from `podstatus.diagnose`), if known."""
 
 
 def incomplete_volume(ts: TrackingServer) -> ConditionValue | None:
@@ -90,6 +100,26 @@ def volume_condition(ts: TrackingServer) -> ConditionValue:
         message = f"PersistentVolumeClaim {name}: {spec.volume_size} of {spec.storage_class_name}"
         return ConditionValue("True", "Applied", message)
     return ConditionValue("True", "NotRequested", "no volume requested")
+
+
+def missing_credentials_keys(
+    source: CredentialsSource, secret: dict[str, Any]
+) -> ConditionValue | None:
+    """The keys s3CredentialsSecretRef names that its Secret lacks (names only, never values):
+    without them the Pods would fail with CreateContainerConfigError."""
+    keys = set(secret.get("data") or {}) | set(secret.get("stringData") or {})
+    missing = [
+        f"{key} (s3CredentialsSecretRef.{field})"
+        for field, key in (
+            ("accessKeyIDKey", source.access_key_id_key),
+            ("secretAccessKeyKey", source.secret_access_key_key),
+        )
+        if key not in keys
+    ]
+    if not missing:
+        return None
+    message = f"the Secret {source.secret_name} has no key {' and no key '.join(missing)}"
+    return ConditionValue("False", CREDENTIALS_SECRET_KEY_MISSING, message)
 
 
 def ready_problems(foreign: list[str], not_served: list[str]) -> list[ConditionValue]:
@@ -145,7 +175,10 @@ def ready_condition(ts: TrackingServer, findings: Findings) -> ConditionValue:
         first = findings.problems[0]
         message = "; ".join(p.message for p in findings.problems)
         return ConditionValue("False", first.reason, message)
-    return deployment_readiness(ts, findings.deployment)
+    readiness = deployment_readiness(ts, findings.deployment)
+    if readiness.status != "True" and findings.workload is not None:
+        return ConditionValue("False", findings.workload.reason, findings.workload.message)
+    return readiness
 
 
 def compute_status(

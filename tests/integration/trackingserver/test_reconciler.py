@@ -630,3 +630,74 @@ async def test_original_controllers_finalizer_is_removed(
     await until(removed)
     await delete(kube, ts["apiVersion"], "TrackingServer", namespace, NAME)
     await until(lambda: gone(kube, ts["apiVersion"], "TrackingServer", namespace))
+
+
+async def test_credentials_secret_without_a_named_key(
+    operator: Operator, kube: AsyncClient, namespace: str
+) -> None:
+    """Ready=False naming the missing key (never a value) instead of failing Pods."""
+    ref = {"name": "s3", "accessKeyIDKey": "id", "secretAccessKeyKey": "key"}
+    cr = sample("blog", namespace, aws_access_key=None, aws_secret_key=None)
+    cr["spec"]["s3CredentialsSecretRef"] = ref
+    secret = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": "s3", "namespace": namespace},
+        "stringData": {"id": "AKIAEXAMPLE"},
+    }
+    await create(kube, secret)
+    await create(kube, cr)
+    await until(ready_is(kube, namespace, "False", "CredentialsSecretKeyMissing"))
+    ready = condition(await trackingserver(kube, namespace))
+    assert "has no key key (s3CredentialsSecretRef.secretAccessKeyKey)" in ready["message"]
+    await until(has_event(kube, namespace, "Warning", "CredentialsSecretKeyMissing"))
+    visible = json.dumps([ready, await events(kube, namespace)])
+    assert "AKIAEXAMPLE" not in visible
+    await merge_patch(
+        kube, {**secret, "metadata": secret["metadata"]}, {"stringData": {"key": "x"}}
+    )
+    await until(ready_is(kube, namespace, "True"), within=60)
+
+
+async def test_unschedulable_pods_explain_and_recover(
+    operator: Operator, kube: AsyncClient, namespace: str
+) -> None:
+    """The real scheduler reports the Pod unschedulable; fixing nodeSelector clears it."""
+    ts = await create(
+        kube, sample("blog", namespace, image=None, nodeSelector={"node.example/gpu": "h100"})
+    )
+    await until(ready_is(kube, namespace, "False", "Unschedulable"), within=60)
+    ready = condition(await trackingserver(kube, namespace))
+    assert "didn't match Pod's node affinity/selector" in ready["message"]
+    await until(has_event(kube, namespace, "Warning", "Unschedulable"))
+    await merge_patch(kube, ts, {"spec": {"nodeSelector": None}})
+    await until(ready_is(kube, namespace, "True", "Available"), within=90)
+
+
+async def _restricted(kube: AsyncClient, namespace: str) -> None:
+    labels = {"pod-security.kubernetes.io/enforce": "restricted"}
+    ns = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}}
+    await merge_patch(kube, ns, {"metadata": {"labels": labels}})
+
+
+async def test_operator_started_server_is_admitted_under_restricted(
+    operator: Operator, kube: AsyncClient, namespace: str
+) -> None:
+    """Pod Security `restricted` admits the default server's Pods (kwok then runs them)."""
+    await _restricted(kube, namespace)
+    await create(kube, sample("blog", namespace, image=None, url="https://m.example/team-a"))
+    await until(ready_is(kube, namespace, "True", "Available"), within=90)
+    dep = await child(kube, "apps/v1", "Deployment", namespace)
+    assert container(dep)["command"][:2] == ["mlflow", "server"]
+
+
+async def test_root_image_is_refused_under_restricted_and_says_so(
+    operator: Operator, kube: AsyncClient, namespace: str
+) -> None:
+    """The seed's image runs as root with its own command: restricted refuses its Pods, and
+    the status names the violation (the ReplicaSet's FailedCreate)."""
+    await _restricted(kube, namespace)
+    await create(kube, sample("blog", namespace))
+    await until(ready_is(kube, namespace, "False", "FailedCreate"), within=90)
+    ready = condition(await trackingserver(kube, namespace))
+    assert 'violates PodSecurity "restricted' in ready["message"]
