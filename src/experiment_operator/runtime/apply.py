@@ -1,11 +1,19 @@
 """Writing owned objects: server-side apply that refuses foreign objects and skips no-op writes,
 takes over objects written by update-style controllers, delete-if-owned, and a status writer
-that writes only real changes."""
+that writes only real changes.
+
+No read precedes a write. An object we have no cached copy of is applied create-only: the
+body carries a resourceVersion no stored object can have, so the API server creates the object
+if the name is free and answers 409 Conflict, writing nothing, if anything has the name —
+only then do we read it, to tell a foreign object (hands off) from one of ours the cache has not
+seen yet. (A POST would be create-only too, but leaves the fields owned by an `Update` entry,
+and later applies could then never remove a field.) An object we have cached, and control,
+is applied with its uid in the body: should it have been replaced by a same-name object
+meanwhile, the API server refuses (uid is immutable) instead of modifying the stranger.
+"""
 
 from __future__ import annotations
 
-import copy
-import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -14,10 +22,35 @@ from lightkube.core import resource as lkr
 from lightkube.core.exceptions import ApiError
 
 from . import kubeapi
+from .cache import APPLIED
+from .fieldset import FIELD_MANAGER as FIELD_MANAGER
+from .fieldset import applied_digest, desired_digest, union_fields
 from .kubeapi import KindInfo, Obj
 from .store import controller_owner
 
-FIELD_MANAGER = "experiment-operator"
+CREATE_ONLY = str(2**63 - 1)
+"""A resourceVersion precondition no stored object satisfies: an apply carrying it creates the
+object when the name is free and is refused with 409 when it is taken (checked against the real
+API server in tests/integration/runtime/test_apply_live.py)."""
+
+
+class ChangingHandsError(RuntimeError):
+    """The object was replaced again and again while we tried to apply it (retried later)."""
+
+
+def _guard_failed(err: ApiError) -> bool:
+    """Whether the API server refused a guarded apply because of its guard: 409 (name taken,
+    or the guarded uid is gone) or 422 naming metadata.uid (another object has the name now).
+    Any other 422 is a real validation error of the body."""
+    if err.status.code == 409:
+        return True
+    if err.status.code != 422:
+        return False
+    details = err.status.details
+    causes = (details.causes if details is not None else None) or []
+    return any(cause.field == "metadata.uid" for cause in causes)
+
+
 JSON_PATCH_CONTENT_TYPE = "application/json-patch+json"
 
 
@@ -47,95 +80,15 @@ def is_controlled_by(obj: Mapping[str, Any], owner_uid: str) -> bool:
     return ref is not None and ref.get("uid") == owner_uid
 
 
-def is_subset(desired: Any, live: Any) -> bool:
-    """Whether `live` already holds every field of `desired` (extra live fields, e.g. server
-    defaults, are fine). Lists must have the same length and match element-wise."""
-    if isinstance(desired, Mapping):
-        if not isinstance(live, Mapping):
-            return False
-        return all(v is None or (k in live and is_subset(v, live[k])) for k, v in desired.items())
-    if isinstance(desired, list):
-        if not isinstance(live, list) or len(desired) != len(live):
-            return False
-        return all(is_subset(d, v) for d, v in zip(desired, live, strict=True))
-    if isinstance(desired, bool) or isinstance(live, bool):
-        return type(desired) is type(live) and desired == live
-    return bool(desired == live)
-
-
-def owned_fields_dropped(live: Mapping[str, Any], desired: Mapping[str, Any]) -> bool:
-    """Whether a field we applied before (per our managedFields entry) is missing from
-    `desired` — then an apply is needed to remove it, although `desired` ⊆ `live`."""
-    entries = live.get("metadata", {}).get("managedFields") or []
-    return any(
-        _dropped(entry.get("fieldsV1") or {}, desired)
-        for entry in entries
-        if entry.get("manager") == FIELD_MANAGER and entry.get("operation") == "Apply"
-    )
-
-
-def _dropped(fields: Mapping[str, Any], desired: Any) -> bool:
-    """Walk a fieldsV1 set: f:<field>, k:<list-map key>, v:<set value>, i:<index>, "." (self)."""
-    for token, sub in fields.items():
-        prefix, _, raw = token.partition(":")
-        if prefix == "f":
-            if not isinstance(desired, Mapping) or desired.get(raw) is None:
-                return True
-            child = desired[raw]
-        elif prefix == "k":
-            child = _find_keyed(desired, json.loads(raw))
-            if child is None:
-                return True
-        elif prefix == "v":
-            if not isinstance(desired, list) or json.loads(raw) not in desired:
-                return True
-            continue
-        elif prefix == "i":
-            if not isinstance(desired, list) or int(raw) >= len(desired):
-                return True
-            child = desired[int(raw)]
-        else:
-            continue  # "." names the node itself
-        if sub and _dropped(sub, child):
-            return True
-    return False
-
-
-def _find_keyed(items: Any, key: Mapping[str, Any]) -> Any:
-    """The list element a list-map key names; key fields it omits count as server-defaulted."""
-    if not isinstance(items, list):
-        return None
-    for item in items:
-        if (
-            isinstance(item, Mapping)
-            and any(k in item for k in key)
-            and all(item.get(k, v) == v for k, v in key.items())
-        ):
-            return item
-    return None
-
-
 def with_controller_reference(desired: Mapping[str, Any], owner: Mapping[str, Any]) -> Obj:
-    """A copy of `desired` carrying the owner's controller reference."""
-    obj = copy.deepcopy(dict(desired))
-    refs = obj["metadata"].setdefault("ownerReferences", [])
+    """A copy of `desired` carrying the owner's controller reference (metadata and its
+    ownerReferences are copied; the rest is shared with `desired`, which is not modified)."""
+    obj = dict(desired)
+    meta = obj["metadata"] = dict(obj["metadata"])
+    refs = meta["ownerReferences"] = list(meta.get("ownerReferences") or [])
     if not any(r.get("uid") == owner["metadata"]["uid"] for r in refs):
         refs.append(controller_reference(owner))
     return obj
-
-
-def has_apply_entry(obj: Mapping[str, Any], manager: str = FIELD_MANAGER) -> bool:
-    """Whether `manager` has ever server-side applied this object."""
-    entries = obj.get("metadata", {}).get("managedFields") or []
-    return any(e.get("manager") == manager and e.get("operation") == "Apply" for e in entries)
-
-
-def union_fields(a: Mapping[str, Any], b: Mapping[str, Any]) -> Obj:
-    """The union of two fieldsV1 sets (nested dicts; leaves are empty dicts)."""
-    merged: Obj = copy.deepcopy(dict(a))
-    for key, sub in b.items():
-        merged[key] = union_fields(merged[key], sub) if key in merged else copy.deepcopy(sub)
-    return merged
 
 
 def upgrade_managed_fields(
@@ -217,18 +170,49 @@ async def take_over_fields(
         live = fresh
 
 
+def applied_state(live: Mapping[str, Any]) -> bytes | None:
+    """The digest of what we applied to `live` (a cached object carries it, a full object's
+    managedFields give it); None when our field manager never applied it."""
+    if APPLIED in live:
+        value = live[APPLIED]
+        return value if isinstance(value, bytes) else None
+    return applied_digest(live)
+
+
+async def _send_apply(client: AsyncClient, kind: KindInfo, namespace: str, body: Obj) -> Obj:
+    return await kubeapi.request(
+        client,
+        "PATCH",
+        kind.path(namespace, body["metadata"]["name"]),
+        params={"fieldManager": FIELD_MANAGER, "force": "true"},
+        body=body,
+        content_type=kubeapi.APPLY_CONTENT_TYPE,
+    )
+
+
+async def _guarded_apply(
+    client: AsyncClient, kind: KindInfo, namespace: str, body: Obj, **guard: str
+) -> Obj | None:
+    """Apply with a metadata guard (uid or resourceVersion); None when the guard failed."""
+    guarded = {**body, "metadata": {**body["metadata"], **guard}}
+    try:
+        return await _send_apply(client, kind, namespace, guarded)
+    except ApiError as err:
+        if _guard_failed(err):
+            return None
+        raise
+
+
 async def apply_owned(
     client: AsyncClient, desired: Obj, owner: Obj, live: Obj | None = None
 ) -> Obj:
     """Server-side apply `desired` (field manager FIELD_MANAGER, force) as a child of `owner`.
 
-    `live` is the cached object, if any; without it the object is read from the server, since a
-    foreign object lacks our labels and is never in a label-selected cache. Raises
-    NotOwnedError, without writing, if the object exists and `owner` does not control it.
-    Makes no request at all when the live object already matches (and nothing we applied
-    before has to be removed). An object the owner controls but we never applied (made by an
-    earlier, update-style controller) is taken over first (`take_over_fields`). Returns the
-    live object.
+    `live` is the cached copy (or None: not cached). Raises NotOwnedError, without writing, if
+    an object of that name exists and `owner` does not control it. Makes no request at all when
+    `live` already holds exactly what we would apply. An object the owner controls but we never
+    applied (made by an earlier, update-style controller) is taken over first
+    (`take_over_fields`). Returns the live object after the write (or `live`).
     """
     kind = KindInfo.for_object(desired)
     body = with_controller_reference(desired, owner)
@@ -238,28 +222,32 @@ async def apply_owned(
         namespace = meta.get("namespace") or owner["metadata"].get("namespace") or ""
         meta["namespace"] = namespace
     owner_uid = owner["metadata"]["uid"]
-    fetched = live is None
-    if fetched:
-        live = await kubeapi.get(client, kind, namespace, meta["name"])
-    if live is not None:
+    for _ in range(3):  # a guard fails only when the object changed hands meanwhile
+        if live is None:
+            created = await _guarded_apply(
+                client, kind, namespace, body, resourceVersion=CREATE_ONLY
+            )
+            if created is not None:
+                return created
+            live = await kubeapi.get(client, kind, namespace, meta["name"])
+            if live is None:
+                continue  # deleted in between: create again
         if not is_controlled_by(live, owner_uid):
             raise NotOwnedError(kind.kind, namespace, meta["name"])
-        if has_apply_entry(live):
-            if is_subset(body, live) and not owned_fields_dropped(live, body):
-                return live
-        else:
-            if not fetched:  # caches keep only our managedFields: read the full list
+        state = applied_state(live)
+        if state is None:  # an earlier controller's object: take its fields over first
+            if APPLIED in live:  # a cached copy has no managedFields: read them
                 live = await kubeapi.get(client, kind, namespace, meta["name"])
-            if live is not None and is_controlled_by(live, owner_uid):
-                await take_over_fields(client, kind, live, owner_uid)
-    return await kubeapi.request(
-        client,
-        "PATCH",
-        kind.path(namespace, meta["name"]),
-        params={"fieldManager": FIELD_MANAGER, "force": "true"},
-        body=body,
-        content_type=kubeapi.APPLY_CONTENT_TYPE,
-    )
+                if live is None or not is_controlled_by(live, owner_uid):
+                    continue
+            await take_over_fields(client, kind, live, owner_uid)
+        elif state == desired_digest(body):
+            return live
+        applied = await _guarded_apply(client, kind, namespace, body, uid=live["metadata"]["uid"])
+        if applied is not None:
+            return applied
+        live = await kubeapi.get(client, kind, namespace, meta["name"])
+    raise ChangingHandsError(f"{kind.kind} {namespace}/{meta['name']} keeps being replaced")
 
 
 async def delete_if_owned(

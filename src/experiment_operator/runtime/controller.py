@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, Self
 
@@ -158,8 +158,10 @@ class ControllerBuilder:
         self._name: str | None = None
         self._for: type[lkr.Resource] | None = None
         self._for_selector: dict[str, str] | None = None
-        self._owns: list[type[lkr.Resource]] = []
-        self._watches: list[tuple[type[lkr.Resource], Callable[[Change], list[Key]]]] = []
+        self._owns: list[tuple[type[lkr.Resource], tuple[str, ...] | None]] = []
+        self._watches: list[
+            tuple[type[lkr.Resource], Callable[[Change], list[Key]], tuple[str, ...] | None]
+        ] = []
         self._max_concurrent = 1
         self._resync_period: float | None = None
 
@@ -172,16 +174,26 @@ class ControllerBuilder:
         self._for, self._for_selector = kind, label_selector
         return self
 
-    def owns(self, *kinds: type[lkr.Resource]) -> Self:
+    def owns(self, *kinds: type[lkr.Resource], fields: Iterable[str] | None = None) -> Self:
         """Child kinds, watched with the manager's owned-label selector; changes enqueue the
-        controlling owner. A kind whose API is not served is skipped at start with a warning."""
-        self._owns.extend(kinds)
+        controlling owner. A kind whose API is not served is skipped at start with a warning.
+        `fields`: the top-level fields the reconciler reads besides metadata (e.g. "status");
+        None caches whole objects. Applying needs none (see `runtime.cache`)."""
+        kept = None if fields is None else tuple(fields)
+        self._owns.extend((kind, kept) for kind in kinds)
         return self
 
-    def watches(self, kind: type[lkr.Resource], map_keys: Callable[[Change], list[Key]]) -> Self:
+    def watches(
+        self,
+        kind: type[lkr.Resource],
+        map_keys: Callable[[Change], list[Key]],
+        fields: Iterable[str] | None = None,
+    ) -> Self:
         """Another kind, watched with the manager's owned-label selector, whose changes enqueue
-        the primary keys `map_keys` returns (e.g. Pods, owned by ReplicaSets, by a label)."""
-        self._watches.append((kind, map_keys))
+        the primary keys `map_keys` returns (e.g. Pods, owned by ReplicaSets, by a label).
+        `fields` as for `owns`."""
+        kept = None if fields is None else tuple(fields)
+        self._watches.append((kind, map_keys, kept))
         return self
 
     def with_options(
@@ -218,10 +230,10 @@ class ControllerBuilder:
                 controller.enqueue(key)
 
         mgr.add_handler(self._for, on_primary)
-        for child in self._owns:
-            mgr.watch(child, label_selector=mgr.owned_label_selector)
+        for child, fields in self._owns:
+            mgr.watch(child, label_selector=mgr.owned_label_selector, fields=fields)
             mgr.add_handler(child, on_child)
-        for kind, map_keys in self._watches:
+        for kind, map_keys, kept in self._watches:
 
             def on_watched(
                 change: Change, map_keys: Callable[[Change], list[Key]] = map_keys
@@ -229,7 +241,7 @@ class ControllerBuilder:
                 for key in map_keys(change):
                     controller.enqueue(key)
 
-            mgr.watch(kind, label_selector=mgr.owned_label_selector)
+            mgr.watch(kind, label_selector=mgr.owned_label_selector, fields=kept)
             mgr.add_handler(kind, on_watched)
         mgr.add_controller(controller)
         return controller

@@ -9,6 +9,7 @@ await mgr.run()
 from __future__ import annotations
 
 from lightkube import AsyncClient
+from lightkube.resources.apps_v1 import Deployment
 
 from experiment_operator.runtime.controller import Controller, ControllerBuilder
 from experiment_operator.runtime.events import EventRecorder
@@ -81,8 +82,11 @@ def setup(
         ControllerBuilder(manager)
         .named(name)
         .for_(TrackingServerResource)
-        .owns(*child_kinds(options.traefik_group))
-        .watches(WATCHED_KINDS[0], instance_keys)
+        # The reconciler reads the Deployment's and the Pods' status; of the other children
+        # only metadata.
+        .owns(Deployment, fields=("status",))
+        .owns(*(k for k in child_kinds(options.traefik_group) if k is not Deployment), fields=())
+        .watches(WATCHED_KINDS[0], instance_keys, fields=("status",))
         .with_options(
             max_concurrent_reconciles=max_concurrent_reconciles, resync_period=resync_period
         )

@@ -1,4 +1,4 @@
-"""Pure parts of the apply helpers: subset comparison, owner checks, merge patches."""
+"""Pure parts of the apply helpers: owner checks, merge patches, field takeover."""
 
 from __future__ import annotations
 
@@ -9,55 +9,18 @@ import pytest
 from experiment_operator.runtime.apply import (
     FIELD_MANAGER,
     controller_reference,
-    has_apply_entry,
     is_controlled_by,
-    is_subset,
     merge_patch,
-    owned_fields_dropped,
-    union_fields,
     upgrade_managed_fields,
     with_controller_reference,
 )
+from experiment_operator.runtime.fieldset import apply_entry, union_fields
 
 OWNER: dict[str, Any] = {
     "apiVersion": "experiment.aiscope/v1alpha2",
     "kind": "TrackingServer",
     "metadata": {"name": "ts", "namespace": "ns", "uid": "u-1"},
 }
-
-
-def test_subset_tolerates_server_defaults() -> None:
-    desired = {"spec": {"ports": [{"port": 5000, "name": "server"}], "type": "ClusterIP"}}
-    live = {
-        "metadata": {"resourceVersion": "7"},
-        "spec": {
-            "ports": [{"port": 5000, "name": "server", "protocol": "TCP", "targetPort": 5000}],
-            "type": "ClusterIP",
-            "sessionAffinity": "None",
-        },
-    }
-    assert is_subset(desired, live)
-
-
-@pytest.mark.parametrize(
-    ("desired", "live"),
-    [
-        ({"a": 1}, {"a": 2}),
-        ({"a": 1}, {}),
-        ({"a": {"b": 1}}, {"a": "x"}),
-        ({"l": [1, 2]}, {"l": [1]}),  # lists: same length
-        ({"l": [1]}, {"l": [1, 2]}),  # an element we no longer want must go
-        ({"l": [{"n": 1}, {"n": 2}]}, {"l": [{"n": 2}, {"n": 1}]}),  # element-wise, ordered
-        ({"b": True}, {"b": 1}),
-        ({"s": "1"}, {"s": 1}),
-    ],
-)
-def test_subset_detects_differences(desired: Any, live: Any) -> None:
-    assert not is_subset(desired, live)
-
-
-def test_subset_none_means_unset() -> None:
-    assert is_subset({"a": None, "b": 1}, {"b": 1})
 
 
 def test_controller_reference_and_ownership() -> None:
@@ -95,66 +58,6 @@ def test_merge_patch() -> None:
         "conditions": [],
     }
     assert merge_patch(desired, desired) == {}
-
-
-FIELDS_V1 = {
-    "f:metadata": {"f:labels": {".": {}, "f:app": {}}},
-    "f:spec": {
-        "f:containers": {
-            'k:{"name":"mlflow"}': {
-                ".": {},
-                "f:image": {},
-                "f:args": {'v:"--serve"': {}},
-                "f:ports": {
-                    'k:{"containerPort":5000,"protocol":"TCP"}': {
-                        ".": {},
-                        "f:containerPort": {},
-                        "f:name": {},
-                    }
-                },
-            }
-        }
-    },
-}
-
-
-def live_with(fields: dict[str, Any], manager: str = "experiment-operator") -> dict[str, Any]:
-    entry = {"manager": manager, "operation": "Apply", "fieldsV1": fields}
-    return {"metadata": {"managedFields": [entry]}}
-
-
-def desired_pod(**overrides: Any) -> dict[str, Any]:
-    container = {
-        "name": "mlflow",
-        "image": "mlflow:2",
-        "args": ["--serve"],
-        "ports": [{"containerPort": 5000, "name": "server"}],  # protocol left to the server
-    }
-    container.update(overrides)
-    return {"metadata": {"labels": {"app": "x"}}, "spec": {"containers": [container]}}
-
-
-def test_no_owned_field_dropped_when_desired_still_has_them() -> None:
-    assert not owned_fields_dropped(live_with(FIELDS_V1), desired_pod())
-
-
-@pytest.mark.parametrize(
-    "desired",
-    [
-        {"spec": desired_pod()["spec"]},  # label removed
-        desired_pod(image=None),  # field removed
-        desired_pod(name="other"),  # list-map element removed
-        desired_pod(args=["--other"]),  # set element removed
-        desired_pod(ports=[]),
-    ],
-)
-def test_dropped_owned_field_needs_an_apply(desired: dict[str, Any]) -> None:
-    assert owned_fields_dropped(live_with(FIELDS_V1), desired)
-
-
-def test_other_managers_fields_do_not_count() -> None:
-    assert not owned_fields_dropped(live_with(FIELDS_V1, manager="kubectl"), {})
-    assert not owned_fields_dropped({"metadata": {}}, {})
 
 
 def _entry(manager: str, fields: dict[str, Any], **extra: Any) -> dict[str, Any]:
@@ -207,7 +110,7 @@ def test_takeover_moves_the_earlier_controllers_fields_to_our_apply_entry() -> N
         (FIELD_MANAGER, "Apply"),
     ]
     assert upgraded[-1]["fieldsV1"] == SEED_FIELDS
-    assert has_apply_entry({"metadata": {"managedFields": upgraded}})
+    assert apply_entry({"metadata": {"managedFields": upgraded}}) is not None
 
 
 def test_takeover_merges_into_an_existing_apply_entry() -> None:

@@ -1,17 +1,22 @@
-"""The manager's cache transform: only our managedFields are kept, and decoded objects share
-their keys and short strings (memory), without changing any value."""
+"""The manager's cache transform: no managedFields nor last-applied copy, the apply digest
+kept, bodies dropped for slim kinds, and decoded objects sharing keys and short strings."""
 
 from __future__ import annotations
 
 import json
 from typing import Any
 
-from experiment_operator.runtime.apply import FIELD_MANAGER
-from experiment_operator.runtime.manager import (
+from experiment_operator.runtime.cache import (
+    APPLIED,
+    LAST_APPLIED_ANNOTATION,
     SHARED_STRING_MAX_LEN,
     cache_transform,
     share_strings,
 )
+from experiment_operator.runtime.fieldset import FIELD_MANAGER, applied_digest
+
+WHOLE = cache_transform()
+STATUS_ONLY = cache_transform(("status",))
 
 
 def deployment(name: str) -> dict[str, Any]:
@@ -23,12 +28,18 @@ def deployment(name: str) -> dict[str, Any]:
                 "metadata": {
                     "name": name,
                     "namespace": "team-a",
-                    "annotations": {"note": "x" * (SHARED_STRING_MAX_LEN + 1)},
+                    "uid": f"uid-{name}",
+                    "resourceVersion": "7",
+                    "selfLink": "/x",
+                    "annotations": {
+                        "note": "x" * (SHARED_STRING_MAX_LEN + 1),
+                        LAST_APPLIED_ANNOTATION: "{...}",
+                    },
                     "managedFields": [
                         {
                             "manager": FIELD_MANAGER,
                             "operation": "Apply",
-                            "fieldsV1": {"f:spec": {}},
+                            "fieldsV1": {"f:spec": {"f:replicas": {}}},
                         },
                         {"manager": "kube-controller-manager", "operation": "Update"},
                     ],
@@ -38,6 +49,7 @@ def deployment(name: str) -> dict[str, Any]:
                     "paused": False,
                     "template": {"spec": {"containers": [{"name": "mlflow", "ports": [5000]}]}},
                 },
+                "status": {"replicas": 1},
             }
         )
     )
@@ -50,7 +62,7 @@ def test_values_are_unchanged() -> None:
 
 
 def test_keys_and_short_strings_are_shared_between_objects() -> None:
-    a, b = cache_transform(deployment("a")), cache_transform(deployment("b"))
+    a, b = WHOLE(deployment("a")), WHOLE(deployment("b"))
     key_a = next(k for k in a if k == "apiVersion")
     key_b = next(k for k in b if k == "apiVersion")
     assert key_a is key_b
@@ -63,7 +75,7 @@ def test_keys_and_short_strings_are_shared_between_objects() -> None:
 
 
 def test_objects_stay_independent() -> None:
-    a, b = cache_transform(deployment("a")), cache_transform(deployment("b"))
+    a, b = WHOLE(deployment("a")), WHOLE(deployment("b"))
     assert a["spec"] is not b["spec"]
     assert (
         a["spec"]["template"]["spec"]["containers"]
@@ -71,9 +83,23 @@ def test_objects_stay_independent() -> None:
     )
 
 
-def test_only_our_managed_fields_are_kept() -> None:
-    cached = cache_transform(deployment("a"))
-    assert [e["manager"] for e in cached["metadata"]["managedFields"]] == [FIELD_MANAGER]
+def test_managed_fields_and_last_applied_go_the_digest_stays() -> None:
+    original = deployment("a")
+    cached = WHOLE(deployment("a"))
+    assert "managedFields" not in cached["metadata"]
+    assert LAST_APPLIED_ANNOTATION not in cached["metadata"]["annotations"]
+    assert cached[APPLIED] == applied_digest(original)
+    assert isinstance(cached[APPLIED], bytes)
     others_only = deployment("b")
     del others_only["metadata"]["managedFields"][0]
-    assert "managedFields" not in cache_transform(others_only)["metadata"]
+    assert WHOLE(others_only)[APPLIED] is None
+
+
+def test_slim_kinds_keep_metadata_and_the_named_fields() -> None:
+    cached = STATUS_ONLY(deployment("a"))
+    assert set(cached) == {"apiVersion", "kind", "metadata", "status", APPLIED}
+    assert cached["status"] == {"replicas": 1}
+    assert set(cached["metadata"]) == {"name", "namespace", "uid", "resourceVersion", "annotations"}
+    assert cached[APPLIED] == applied_digest(deployment("a"))
+    metadata_only = cache_transform(())(deployment("a"))
+    assert set(metadata_only) == {"apiVersion", "kind", "metadata", APPLIED}

@@ -1,0 +1,110 @@
+"""Server-side apply field sets (`managedFields[].fieldsV1`): what we applied, as a digest.
+
+The API server records, per field manager, the set of fields its last apply contained. The
+projection of the live object onto our set is exactly "what the server now holds of what we
+applied": if it equals the body we are about to apply, the apply would change nothing. A drift
+(someone else changed or removed one of our fields: the field leaves our set) and a field we
+stopped sending both make the two differ. Comparing 16-byte digests of both sides lets caches
+drop every body they do not otherwise need (see `runtime.cache`).
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from collections.abc import Mapping
+from typing import Any
+
+FIELD_MANAGER = "experiment-operator"
+
+SERVER_SET_METADATA = ("name", "namespace", "uid", "resourceVersion")
+"""Metadata that identifies the object or guards a write; never part of a field set."""
+
+
+def _tokens(fields: Mapping[str, Any]) -> list[tuple[str, str, Any]]:
+    """(prefix, raw, sub) per token, without the "." that names the node itself."""
+    return [(*token.partition(":")[::2], sub) for token, sub in fields.items() if token != "."]
+
+
+def _has_children(fields: Mapping[str, Any]) -> bool:
+    return any(token != "." for token in fields)
+
+
+def _matches(item: Any, prefix: str, raw: str, index: int) -> bool:
+    if prefix == "k":
+        key = json.loads(raw)
+        return isinstance(item, Mapping) and all(item.get(k) == v for k, v in key.items())
+    if prefix == "v":
+        return bool(item == json.loads(raw))
+    if prefix == "i":
+        return index == int(raw)
+    return False
+
+
+def project(value: Any, fields: Mapping[str, Any]) -> Any:
+    """The part of `value` the field set names; a node without children is taken whole.
+    List elements keep their live order."""
+    if not _has_children(fields):
+        return value
+    tokens = _tokens(fields)
+    if isinstance(value, Mapping):
+        return {
+            raw: project(value[raw], sub)
+            for prefix, raw, sub in tokens
+            if prefix == "f" and raw in value
+        }
+    if isinstance(value, list):
+        kept = []
+        for index, item in enumerate(value):
+            for prefix, raw, sub in tokens:
+                if _matches(item, prefix, raw, index):
+                    kept.append(project(item, sub))
+                    break
+        return kept
+    return value
+
+
+def digest(value: Any) -> bytes:
+    """A stable 16-byte digest of a JSON value (key order does not matter)."""
+    text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.blake2b(text.encode(), digest_size=16).digest()
+
+
+def apply_entry(obj: Mapping[str, Any], manager: str = FIELD_MANAGER) -> Mapping[str, Any] | None:
+    """`manager`'s Apply entry of the main resource (not a subresource), if any."""
+    for entry in obj.get("metadata", {}).get("managedFields") or []:
+        if (
+            entry.get("manager") == manager
+            and entry.get("operation") == "Apply"
+            and not entry.get("subresource")
+        ):
+            return entry  # type: ignore[no-any-return]
+    return None
+
+
+def applied_digest(obj: Mapping[str, Any], manager: str = FIELD_MANAGER) -> bytes | None:
+    """Digest of the live object's fields that `manager` applied; None if it never applied."""
+    entry = apply_entry(obj, manager)
+    if entry is None:
+        return None
+    return digest(project(obj, entry.get("fieldsV1") or {}))
+
+
+def desired_digest(body: Mapping[str, Any]) -> bytes:
+    """Digest of an apply body, comparable with `applied_digest` of the object it produced."""
+    trimmed = {k: v for k, v in body.items() if k not in ("apiVersion", "kind")}
+    meta = {k: v for k, v in (body.get("metadata") or {}).items() if k not in SERVER_SET_METADATA}
+    if meta:
+        trimmed["metadata"] = meta
+    else:
+        trimmed.pop("metadata", None)
+    return digest(trimmed)
+
+
+def union_fields(a: Mapping[str, Any], b: Mapping[str, Any]) -> dict[str, Any]:
+    """The union of two fieldsV1 sets (nested dicts; leaves are empty dicts)."""
+    merged: dict[str, Any] = copy.deepcopy(dict(a))
+    for key, sub in b.items():
+        merged[key] = union_fields(merged[key], sub) if key in merged else copy.deepcopy(sub)
+    return merged
