@@ -7,9 +7,9 @@ and writes status and Events only when something changed. An unchanged world cos
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from lightkube.core import resource as lkr
@@ -42,7 +42,9 @@ from experiment_operator.trackingserver.children import (
 )
 from experiment_operator.trackingserver.labels import INSTANCE_LABEL, backend_store_secret_name
 from experiment_operator.trackingserver.mlflow import server_command
+from experiment_operator.trackingserver.passes import Pass, version
 from experiment_operator.trackingserver.resources import TrackingServerResource, kind_of
+from experiment_operator.trackingserver.rollouts import ROLLOUT_QUIET_SECONDS, QuietRollouts
 from experiment_operator.trackingserver.secrets import credentials_source
 from experiment_operator.trackingserver.status import ConditionValue, Findings
 from experiment_operator.trackingserver.url import InvalidURLError
@@ -70,34 +72,6 @@ class SyncError(Exception):
     """A reconcile failed; the message is redacted (it reaches logs and Events)."""
 
 
-@dataclass
-class _Pass:
-    """Mutable state of one reconcile pass."""
-
-    obj: Obj
-    ts: TrackingServer
-    wrote: bool = False
-    foreign: list[str] = field(default_factory=list)
-    not_served: list[str] = field(default_factory=list)
-    problems: list[ConditionValue] = field(default_factory=list)
-    volume: ConditionValue | None = None
-    deployment: Obj | None = None
-    routing_failed: bool = False
-    requeue_after: list[float] = field(default_factory=list)
-
-    @property
-    def namespace(self) -> str:
-        return self.ts.metadata.namespace or ""
-
-    @property
-    def name(self) -> str:
-        return self.ts.metadata.name
-
-    @property
-    def uid(self) -> str:
-        return self.ts.metadata.uid or ""
-
-
 def secret_values(ts: TrackingServer) -> list[str]:
     """Every spec value that must never reach a log line, an Event or status."""
     spec = ts.spec
@@ -120,6 +94,7 @@ class TrackingServerReconciler:
         *,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         recheck_interval: float = RECHECK_SECONDS,
+        rollout_quiet_seconds: float = ROLLOUT_QUIET_SECONDS,
     ) -> None:
         self.manager = manager
         self.client = manager.client
@@ -127,10 +102,12 @@ class TrackingServerReconciler:
         self.recorder = recorder
         self.clock = clock
         self.recheck_interval = recheck_interval
+        self.rollouts = QuietRollouts(rollout_quiet_seconds)
 
     async def reconcile(self, request: Request) -> Result:
         obj = self.manager.cache(TrackingServerResource).get(request.namespace, request.name)
         if obj is None:
+            self.rollouts.forget((request.namespace, request.name))
             return Result()  # deleted: the garbage collector removes the children
         try:
             ts = TrackingServer.from_api(obj)
@@ -142,7 +119,7 @@ class TrackingServerReconciler:
             await self.recorder.event(obj, WARNING, INVALID_SPEC, f"invalid spec: {where}")
             return Result()
         try:
-            return await self._reconcile(_Pass(obj, ts))
+            return await self._reconcile(Pass(obj, ts))
         except Exception as err:
             message = redact(str(err) or type(err).__name__, secret_values(ts))
             await self.recorder.event(obj, WARNING, FAILED_SYNC, f"Failed to sync: {message}")
@@ -150,7 +127,7 @@ class TrackingServerReconciler:
 
     # --- the pass ---
 
-    async def _reconcile(self, p: _Pass) -> Result:
+    async def _reconcile(self, p: Pass) -> Result:
         if p.ts.metadata.deletion_timestamp:
             await self._finalize(p)
             return Result()
@@ -170,23 +147,25 @@ class TrackingServerReconciler:
         unwanted = unwanted_children(p.name, children)
         if keep_tls_secret:  # an invalid cert/key: neither write it nor delete what exists
             children = [c for c in children if not self._is_tls_secret(c, p)]
-        credentials_version: str | None = None
-        backend_store_version: str | None = None
-        for child in children:
+        # Three rounds of concurrent applies, in the seed's order: what the Deployment reads
+        # (its pod template carries the Secrets' resourceVersions), the workload, the routing.
+        first = [c for c in children if c["kind"] in ("Secret", "PersistentVolumeClaim")]
+        applied = await self._apply_all(p, first)
+        versions: dict[str, str | None] = {}
+        for child, live in zip(first, applied, strict=True):
+            if self._is_owned_credentials(child, p):
+                versions["credentials_version"] = version(live)
+            if self._is_backend_store(child, p):
+                versions["backend_store_version"] = version(live)
+        workload = [
+            deployment(p.ts, plan, **versions) if c["kind"] == "Deployment" else c
+            for c in children
+            if c not in first and c["kind"] not in ROUTING_KINDS
+        ]
+        for child, live in zip(workload, await self._apply_all(p, workload), strict=True):
             if child["kind"] == "Deployment":
-                child = deployment(
-                    p.ts,
-                    plan,
-                    credentials_version=credentials_version,
-                    backend_store_version=backend_store_version,
-                )
-            applied = await self._apply(p, child)
-            if applied is not None and self._is_owned_credentials(child, p):
-                credentials_version = applied["metadata"].get("resourceVersion")
-            if applied is not None and self._is_backend_store(child, p):
-                backend_store_version = applied["metadata"].get("resourceVersion")
-            if child["kind"] == "Deployment":
-                p.deployment = applied
+                p.deployment = live
+        await self._apply_all(p, [c for c in children if c["kind"] in ROUTING_KINDS])
         await self._delete_unwanted(p, unwanted)
         await self._update_finalizers(p)
         result = await self._finish(p, tls_value)
@@ -195,14 +174,14 @@ class TrackingServerReconciler:
             await self.recorder.event(p.obj, NORMAL, SYNCED, SYNCED_MESSAGE)
         return result
 
-    def _pods(self, p: _Pass) -> list[Obj]:
+    def _pods(self, p: Pass) -> list[Obj]:
         """The TrackingServer's Pods from the label-selected Pod cache."""
         pods = self.manager.cache(Pod).list(p.namespace)
         return [
             o for o in pods if (o["metadata"].get("labels") or {}).get(INSTANCE_LABEL) == p.name
         ]
 
-    async def _finish(self, p: _Pass, tls_value: ConditionValue) -> Result:
+    async def _finish(self, p: Pass, tls_value: ConditionValue) -> Result:
         """Write the status (if it changed) and the Warning Events of new problems."""
         now = self.clock()
         pods = self._pods(p)
@@ -219,20 +198,27 @@ class TrackingServerReconciler:
         findings = Findings(
             tls=tls_value,
             volume=p.volume or status.volume_condition(p.ts),
-            problems=status.ready_problems(p.foreign, p.not_served) + p.problems,
+            problems=status.ready_problems(sorted(p.foreign), sorted(p.not_served)) + p.problems,
             deployment=p.deployment,
             routed=not p.routing_failed,
             workload=workload,
         )
         new_status, warnings = status.compute_status(p.ts, findings, now=now)
-        await update_status(self.client, TrackingServerResource, p.obj, new_status)
+        rolling = status.ready_condition(p.ts, findings).reason == status.PROGRESSING
+        current = p.obj.get("status") or {}
+        rolling = rolling and status.only_rollout_progress(current, new_status)
+        quiet = self.rollouts.quiet_for(p.key, rolling)
+        if quiet is not None:
+            p.requeue_after.append(quiet)  # the status waits for the rollout's outcome
+        else:
+            await update_status(self.client, TrackingServerResource, p.obj, new_status)
         for warning in warnings:
             await self.recorder.event(p.obj, WARNING, warning.reason, warning.message)
         return Result(requeue_after=min(p.requeue_after, default=None))
 
     # --- spec checks ---
 
-    async def _tls(self, p: _Pass) -> tuple[ConditionValue, bool, bool]:
+    async def _tls(self, p: Pass) -> tuple[ConditionValue, bool, bool]:
         """The TLS condition, whether a Secret `<name>` will exist for routing, and whether an
         existing one must be kept as is (the spec's cert/key are invalid)."""
         spec = p.ts.spec
@@ -262,14 +248,14 @@ class TrackingServerReconciler:
             return ConditionValue("False", status.TLS_SECRET_NOT_FOUND, message), False, False
         return ConditionValue("True", "NotRequested", "url is http"), False, False
 
-    async def _read_secret(self, p: _Pass, name: str) -> Obj | None:
+    async def _read_secret(self, p: Pass, name: str) -> Obj | None:
         """A Secret from our cache, else from the server (a user's Secret is not cached)."""
         cached = self.manager.cache(Secret).get(p.namespace, name)
         if cached is not None:
             return cached
         return await kubeapi.get(self.client, SECRET, p.namespace, name)
 
-    async def _check_credentials(self, p: _Pass) -> None:
+    async def _check_credentials(self, p: Pass) -> None:
         source = credentials_source(p.ts)
         if source is None or source.owned:
             return
@@ -290,7 +276,7 @@ class TrackingServerReconciler:
             p.problems.append(missing)
             p.requeue_after.append(self.recheck_interval)
 
-    def _check_volume_spec(self, p: _Pass) -> None:
+    def _check_volume_spec(self, p: Pass) -> None:
         incomplete = status.incomplete_volume(p.ts)
         if incomplete is not None:
             p.volume = incomplete
@@ -304,10 +290,10 @@ class TrackingServerReconciler:
         except KeyError:
             return None
 
-    def _is_tls_secret(self, child: Obj, p: _Pass) -> bool:
+    def _is_tls_secret(self, child: Obj, p: Pass) -> bool:
         return bool(child["kind"] == "Secret" and child["metadata"]["name"] == p.name)
 
-    def _is_owned_credentials(self, child: Obj, p: _Pass) -> bool:
+    def _is_owned_credentials(self, child: Obj, p: Pass) -> bool:
         source = credentials_source(p.ts)
         return (
             child["kind"] == "Secret"
@@ -316,13 +302,16 @@ class TrackingServerReconciler:
             and child["metadata"]["name"] == source.secret_name
         )
 
-    def _is_backend_store(self, child: Obj, p: _Pass) -> bool:
+    def _is_backend_store(self, child: Obj, p: Pass) -> bool:
         return bool(
             child["kind"] == "Secret"
             and child["metadata"]["name"] == backend_store_secret_name(p.name)
         )
 
-    async def _apply(self, p: _Pass, child: Obj) -> Obj | None:
+    async def _apply_all(self, p: Pass, children: list[Obj]) -> list[Obj | None]:
+        return await asyncio.gather(*(self._apply(p, child) for child in children))
+
+    async def _apply(self, p: Pass, child: Obj) -> Obj | None:
         """Apply one child; foreign objects, unserved APIs and forbidden volume changes are
         recorded for the status instead of failing the pass."""
         kind, name = child["kind"], child["metadata"]["name"]
@@ -363,14 +352,14 @@ class TrackingServerReconciler:
             p.volume = forbidden
             p.problems.append(forbidden)
             return live
-        if live is None or applied.get("metadata", {}).get("resourceVersion") != live[
-            "metadata"
-        ].get("resourceVersion"):
+        if version(live) != version(applied):
             p.wrote = True
             log.info("applied", extra={"key": f"{p.namespace}/{name}", "kind": kind})
+            if kind == "Deployment":
+                self.rollouts.started(p.key)
         return applied
 
-    async def _delete_unwanted(self, p: _Pass, unwanted: list[ChildRef]) -> None:
+    async def _delete_unwanted(self, p: Pass, unwanted: list[ChildRef]) -> None:
         """Delete (or, for a retained volume, release) owned children no longer desired.
 
         Our children carry our labels, so the caches hold them; objects the original
@@ -402,7 +391,7 @@ class TrackingServerReconciler:
 
     # --- finalizers ---
 
-    async def _update_finalizers(self, p: _Pass) -> None:
+    async def _update_finalizers(self, p: Pass) -> None:
         pvc = self.manager.cache(PersistentVolumeClaim).get(p.namespace, p.name)
         retain = (
             p.ts.spec.volume_retention_policy == "Retain"
@@ -418,7 +407,7 @@ class TrackingServerReconciler:
         ):
             p.wrote = True
 
-    async def _finalize(self, p: _Pass) -> None:
+    async def _finalize(self, p: Pass) -> None:
         """The TrackingServer is being deleted: release a retained volume, drop our finalizers
         (and the original controller's), and let the garbage collector do the rest."""
         finalizers = p.ts.metadata.finalizers

@@ -153,21 +153,18 @@ def deployment_readiness(ts: TrackingServer, deployment: dict[str, Any] | None) 
         return ConditionValue("False", PROGRESSING, "the Deployment does not exist yet")
     meta, status = deployment["metadata"], deployment.get("status") or {}
     size = ts.spec.size
-    if status.get("observedGeneration", 0) < meta.get("generation", 0):
-        return ConditionValue(
-            "False", PROGRESSING, "waiting for the Deployment controller to see the new spec"
-        )
+    observed = status.get("observedGeneration", 0) >= meta.get("generation", 0)
     ready = status.get("readyReplicas", 0)
     updated = status.get("updatedReplicas", 0)
     available = any(
         c.get("type") == "Available" and c.get("status") == "True"
         for c in status.get("conditions") or []
     )
-    if ready >= size and updated >= size and (available or size == 0):
+    if observed and ready >= size and updated >= size and (available or size == 0):
         return ConditionValue("True", AVAILABLE, f"{ready}/{size} replicas ready")
-    return ConditionValue(
-        "False", PROGRESSING, f"{ready}/{size} replicas ready, {updated}/{size} updated"
-    )
+    # One message for the whole rollout: its steps are not status writes (replica counts are
+    # in status.replicas/readyReplicas).
+    return ConditionValue("False", PROGRESSING, f"rolling out: {size} updated replica(s) wanted")
 
 
 def ready_condition(ts: TrackingServer, findings: Findings) -> ConditionValue:
@@ -220,4 +217,34 @@ def compute_status(
     if findings.deployment is not None:
         status["replicas"] = dep_status.get("replicas", 0)
         status["readyReplicas"] = dep_status.get("readyReplicas", 0)
+        last = ts.status
+        rolling = values[READY].reason == PROGRESSING
+        if rolling and last.replicas is not None and last.ready_replicas is not None:
+            # During a rollout the counts change at every step; they are refreshed with the
+            # next condition change (at the latest when it is Available again).
+            status["replicas"], status["readyReplicas"] = last.replicas, last.ready_replicas
     return status, warnings
+
+
+ROLLOUT_FIELDS = frozenset({"observedGeneration", "replicas", "readyReplicas"})
+
+
+def _reported(status: dict[str, Any]) -> tuple[Any, ...]:
+    """What a status tells besides the progress of a rollout: every field but the generation
+    and replica counts, every condition but Ready (without generation and timestamps)."""
+    rest = {k: v for k, v in status.items() if k not in ROLLOUT_FIELDS and k != "conditions"}
+    conditions = sorted(
+        (c.get("type"), c.get("status"), c.get("reason"), c.get("message"))
+        for c in status.get("conditions") or []
+        if c.get("type") != READY
+    )
+    return (sorted(rest.items()), conditions)
+
+
+def only_rollout_progress(current: dict[str, Any], new: dict[str, Any]) -> bool:
+    """Whether writing `new` over `current` would only report how a rollout progresses (or,
+    for a new TrackingServer, still at its first generation and without any status yet,
+    report it for the first time)."""
+    if not current:
+        return bool(new.get("observedGeneration") == 1)
+    return _reported(current) == _reported(new)

@@ -5,6 +5,8 @@ Pure (the clock is a parameter) and careful: messages describe the problem, neve
 
 from __future__ import annotations
 
+import hashlib
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -45,9 +47,35 @@ def _spki(key: PublicKeyTypes) -> bytes:
     )
 
 
+PAIR_CACHE_SIZE = 4096
+_pairs: OrderedDict[bytes, TLSCheck] = OrderedDict()
+
+
 def check_tls_pair(cert_pem: str, key_pem: str, *, now: datetime) -> TLSCheck:
     """Check that `cert_pem` parses, `key_pem` parses, the key matches the (first) certificate,
-    and whether the certificate has expired at `now` (timezone-aware)."""
+    and whether the certificate has expired at `now` (timezone-aware).
+
+    Parsing a private key costs milliseconds (RSA keys are verified) and every reconcile checks
+    the pair: the time-independent outcome is remembered per pair (by digest, not the PEM)."""
+    pair = hashlib.blake2b(f"{cert_pem}\0{key_pem}".encode(), digest_size=16).digest()
+    check = _pairs.get(pair)
+    if check is None:
+        check = _check_pair(cert_pem, key_pem)
+        _pairs[pair] = check
+        if len(_pairs) > PAIR_CACHE_SIZE:
+            _pairs.popitem(last=False)
+    else:
+        _pairs.move_to_end(pair)
+    if check.not_after is None:
+        return check
+    stamp = check.not_after.strftime("%Y-%m-%dT%H:%M:%SZ")
+    if now >= check.not_after:
+        return TLSCheck(CERTIFICATE_EXPIRED, f"certificate expired at {stamp}", check.not_after)
+    return TLSCheck(VALID, f"certificate valid until {stamp}", check.not_after)
+
+
+def _check_pair(cert_pem: str, key_pem: str) -> TLSCheck:
+    """The checks that do not depend on the time; `not_after` is set when the pair is usable."""
     try:
         chain = x509.load_pem_x509_certificates(cert_pem.encode())
     except ValueError:
@@ -67,8 +95,4 @@ def check_tls_pair(cert_pem: str, key_pem: str, *, now: datetime) -> TLSCheck:
         return TLSCheck(
             CERTIFICATE_KEY_MISMATCH, "key does not match the public key of the certificate"
         )
-    not_after = leaf.not_valid_after_utc
-    stamp = not_after.strftime("%Y-%m-%dT%H:%M:%SZ")
-    if now >= not_after:
-        return TLSCheck(CERTIFICATE_EXPIRED, f"certificate expired at {stamp}", not_after)
-    return TLSCheck(VALID, f"certificate valid until {stamp}", not_after)
+    return TLSCheck(VALID, "", leaf.not_valid_after_utc)

@@ -18,6 +18,7 @@ from experiment_lab.objects import (
     create,
     events,
     get,
+    merge_patch,
     sample,
     trackingserver,
 )
@@ -96,6 +97,58 @@ async def test_no_writes_when_nothing_changed_and_on_restart(
         verbs = {method for method, _, _ in op.requests}
         assert verbs == {"GET"}  # lists and watches only
     assert await resource_versions(kube, namespace) == before
+
+
+def child_requests(requests: list[tuple[str, str, int]], ns: str) -> list[tuple[str, str, int]]:
+    """The requests on children (not on the TrackingServer, Events or discovery)."""
+    return [
+        r for r in requests
+        if f"/namespaces/{ns}/" in r[1] and "/trackingservers" not in r[1]
+        and "/events" not in r[1]
+    ]  # fmt: skip
+
+
+async def test_a_new_server_is_written_without_reading_first(
+    operator_kubeconfig: Path, kube: AsyncClient, namespace: str
+) -> None:
+    """Each child is created by one create-only apply, with no read before it (a read follows
+    only a refused create); an image change is one Deployment apply, one status write and one
+    Event."""
+    async with run_operator(operator_kubeconfig, namespaces=[namespace], name="ts-new") as op:
+        ts = await create(kube, sample("blog", namespace))
+        await eventually(lambda: ready(kube, namespace), within=60)
+        children = child_requests(op.requests, namespace)
+        for index, (method, path, _) in enumerate(children):
+            name = path.rpartition("/")[2]
+            if method == "GET" and (name == NAME or name.startswith(f"{NAME}-")):  # not a list
+                assert ("PATCH", path, 409) in children[:index], f"read before write: {path}"
+        applied = [path for method, path, code in children if method == "PATCH" and code < 300]
+        assert len(applied) == len(set(applied)), "each child is written once"
+
+        await wait_reconciles("ts-new", 1)
+        mark = len(op.requests)
+        await merge_patch(kube, ts, {"spec": {"image": "mlflow:next"}})
+
+        async def rolled_out() -> bool:
+            stored = await trackingserver(kube, namespace)
+            status = stored.get("status") or {}
+            return bool(ready_condition_current(stored) and status.get("readyReplicas") == 1)
+
+        await eventually(rolled_out, within=60)
+        writes = [(m, p) for m, p, _ in op.writes(mark)]
+        assert [p for m, p in writes if "/deployments/" in p] == [
+            f"/apis/apps/v1/namespaces/{namespace}/deployments/{NAME}"
+        ]
+        assert sum("/events" in p for _, p in writes) == 1
+        assert sum(p.endswith("/status") for _, p in writes) <= 2  # 1 unless the rollout is slow
+
+
+def ready_condition_current(stored: Obj) -> bool:
+    ready_cond = condition(stored)
+    return bool(
+        ready_cond.get("status") == "True"
+        and ready_cond.get("observedGeneration") == stored["metadata"]["generation"]
+    )
 
 
 async def routing(kube: AsyncClient, ns: str) -> set[tuple[str, str]]:

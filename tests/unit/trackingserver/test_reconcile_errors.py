@@ -13,11 +13,8 @@ from experiment_operator.runtime.events import EventRecorder
 from experiment_operator.runtime.manager import Manager
 from experiment_operator.runtime.store import Change
 from experiment_operator.trackingserver.children import ChildOptions
-from experiment_operator.trackingserver.reconciler import (
-    SyncError,
-    TrackingServerReconciler,
-    _Pass,
-)
+from experiment_operator.trackingserver.passes import Pass
+from experiment_operator.trackingserver.reconciler import SyncError, TrackingServerReconciler
 from experiment_operator.trackingserver.resources import TrackingServerResource
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
@@ -32,7 +29,7 @@ class Recorder(EventRecorder):
 
 
 class Failing(TrackingServerReconciler):
-    async def _reconcile(self, p: _Pass) -> Any:
+    async def _reconcile(self, p: Pass) -> Any:
         spec = p.ts.spec
         raise RuntimeError(
             f"denied: {spec.aws_secret_key.get_secret_value()} {spec.key.get_secret_value()}"

@@ -17,6 +17,7 @@ from experiment_operator.trackingserver.status import (
     Findings,
     compute_status,
     deployment_readiness,
+    only_rollout_progress,
 )
 
 Sample = Callable[..., TrackingServer]
@@ -54,10 +55,11 @@ def test_readiness_needs_the_current_generation_and_enough_ready_updated_replica
     ts = sample("blog")  # size 1
     assert deployment_readiness(ts, None).reason == "Progressing"
     assert deployment_readiness(ts, deployment(generation=2, observed=1)).status == "False"
-    assert (
-        deployment_readiness(ts, deployment(ready=0)).message == "0/1 replicas ready, 1/1 updated"
-    )
-    assert deployment_readiness(ts, deployment(updated=0)).status == "False"
+    rolling = deployment_readiness(ts, deployment(ready=0))
+    assert rolling.reason == "Progressing"
+    # One message for every step of a rollout: its steps are no status writes.
+    assert deployment_readiness(ts, deployment(generation=2, observed=1)) == rolling
+    assert deployment_readiness(ts, deployment(updated=0)) == rolling
     assert deployment_readiness(ts, deployment()) == ConditionValue(
         "True", "Available", "1/1 replicas ready"
     )
@@ -112,3 +114,32 @@ def test_finalizer_patch() -> None:
     ]
     assert finalizer_patch(obj, [], [RETAIN_FINALIZER]) == []
     assert finalizer_patch(obj, ["other"], []) == []
+
+
+def test_replica_counts_wait_for_the_end_of_a_rollout(sample: Sample) -> None:
+    ts = sample("blog")
+    findings = Findings(TLS_OK, NO_VOLUME, [], deployment(ready=0), routed=True)
+    first, _ = compute_status(with_status(ts, {}), findings, now=NOW)
+    assert (first["replicas"], first["readyReplicas"]) == (0, 0)
+    step = Findings(TLS_OK, NO_VOLUME, [], deployment(ready=0, updated=1) | {"status": {
+        **deployment(ready=0)["status"], "replicas": 2}}, routed=True)  # fmt: skip
+    again, _ = compute_status(with_status(ts, first), step, now=NOW + timedelta(1))
+    assert again == first, "a rollout step alone is no status change"
+    done, _ = compute_status(with_status(ts, first), Findings(
+        TLS_OK, NO_VOLUME, [], deployment(), routed=True), now=NOW + timedelta(2))  # fmt: skip
+    assert (done["replicas"], done["readyReplicas"]) == (1, 1)
+
+
+def test_only_rollout_progress_is_told_apart_from_news(sample: Sample) -> None:
+    ts = sample("blog")
+    done = Findings(TLS_OK, NO_VOLUME, [], deployment(), routed=True)
+    ready, _ = compute_status(with_status(ts, {}), done, now=NOW)
+    rolling = Findings(TLS_OK, NO_VOLUME, [], deployment(generation=2, observed=1), routed=True)
+    progress, _ = compute_status(with_status(ts, ready), rolling, now=NOW)
+    assert only_rollout_progress({}, {**progress, "observedGeneration": 1}), "a new one"
+    assert not only_rollout_progress({}, {**progress, "observedGeneration": 2}), "changed early"
+    assert only_rollout_progress(ready, progress)
+    other_tls = ConditionValue("True", "NotRequested", "url is http")
+    changed = Findings(other_tls, NO_VOLUME, [], deployment(generation=2, observed=1), routed=True)
+    news, _ = compute_status(with_status(ts, ready), changed, now=NOW)
+    assert not only_rollout_progress(ready, news)
