@@ -8,7 +8,7 @@ LOCAL := .local
 export PYTHONUNBUFFERED := 1
 
 .PHONY: help venv controlplane lab-binaries binaries manifests check-manifests image lint typecheck \
-        unit integration test demo bench cluster-up cluster-down clean lab-packages
+        unit integration test demo bench cluster-up cluster-down clean lab-packages lab-images
 
 help: ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -42,6 +42,9 @@ image: ## Build the container image with buildah (no Docker daemon; see docs/ima
 
 lab-packages: ## Install the Debian packages of the lab's node tier (root; containerd, buildah, chromium, ...)
 	@bash lab/packages.sh
+
+lab-images: venv lab-packages ## Build the node tier's images (pause, MLflow, seed contract, operator) into ~/.cache/experiment-operator/images
+	$(BIN)/python -m experiment_lab.images build
 
 lint: venv ## ruff (lint + format check)
 	$(BIN)/ruff check src lab tests bench

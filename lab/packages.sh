@@ -9,6 +9,7 @@
 #   iptables                                      kube-proxy programs Services with it
 #   buildah mmdebstrap                            the lab's images, built without a registry
 #   chromium chromium-driver chromium-headless-shell   the browser tests (Playwright/Selenium)
+#   gcc libc6-dev                                 the pause image's static binary
 #   postgresql                                    the MLflow backend store (only when absent)
 #
 # Installed without recommends: that keeps it to ~45 packages and upgrades only the system
@@ -20,7 +21,7 @@ set -euo pipefail
 log() { printf '[lab-packages] %s\n' "$*" >&2; }
 
 packages=(containerd runc containernetworking-plugins iptables buildah mmdebstrap
-  chromium chromium-driver chromium-headless-shell)
+  chromium chromium-driver chromium-headless-shell gcc libc6-dev)
 # PostgreSQL: any installed server major version will do (the lab finds initdb/pg_ctl itself).
 if ! compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null; then
   packages+=(postgresql)
