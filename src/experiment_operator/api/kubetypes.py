@@ -80,8 +80,9 @@ def _struct(t: mi.StructType) -> dict[str, Any]:
     properties: dict[str, Any] = {}
     for f in t.fields:
         prop = _schema(f.type, t.cls.__name__, f.encode_name)
-        if described.get(f.encode_name):
-            prop = {"description": described[f.encode_name], **prop}
+        if described.get(f.encode_name):  # the field's own words, not its type's
+            rest = {k: v for k, v in prop.items() if k != "description"}
+            prop = {"description": described[f.encode_name], **rest}
         properties[f.encode_name] = prop
     node: dict[str, Any] = {"description": description, "type": "object"}
     node["properties"] = properties

@@ -12,6 +12,7 @@ from typing import Any
 
 from experiment_operator import rbac
 from experiment_operator.api.crd import crd
+from experiment_operator.trackingserver.mlflow import DEFAULT_MLFLOW_IMAGE
 
 Obj = dict[str, Any]
 
@@ -88,6 +89,8 @@ def deployment(image_ref: str | None = None) -> Obj:
             "--leader-elect",
             f"--metrics-bind-address=:{METRICS_PORT}",
             f"--health-probe-bind-address=:{PROBE_PORT}",
+            # Spelled out so a kustomize patch can point it at a mirror or a local build.
+            f"--mlflow-image={DEFAULT_MLFLOW_IMAGE}",
         ],
         "env": [
             {

@@ -127,9 +127,22 @@ def server_args(url: ServerURL, *, serve_artifacts: bool) -> list[str]:
     return args
 
 
+MIGRATION_SCRIPT = """\
+import os, subprocess, sys
+import sqlalchemy
+uri = os.environ["BACKEND_URI"]
+if not sqlalchemy.inspect(sqlalchemy.create_engine(uri)).get_table_names():
+    print("empty database: mlflow server creates the schema at its first start")
+    sys.exit(0)
+sys.exit(subprocess.call(["mlflow", "db", "upgrade", uri]))
+"""
+"""Upgrade an existing schema to the image's MLflow; leave a new, empty database to the server
+(older MLflow versions' `db upgrade` fails on one). The URI stays in the environment."""
+
+
 def migration_args() -> list[str]:
     """The init container's command: bring the database schema to the image's MLflow version."""
-    return ["mlflow", "db", "upgrade", _ref("BACKEND_URI")]
+    return ["python", "-c", MIGRATION_SCRIPT]
 
 
 def needs_migration(backend_uri: str) -> bool:

@@ -79,6 +79,22 @@ async def test_kubectl_explain_shows_descriptions(kubectl: Kubectl) -> None:
         *("explain", "trackingserver.spec.volumeRetentionPolicy"),
         want="owner reference removed",
     )
+    # The new fields, and the Kubernetes types inside them, down to their leaves.
+    for path, want in [
+        ("spec.serverCommand", "Who starts MLflow"),
+        ("spec.serveArtifacts", "--artifacts-destination"),
+        ("spec.resources.limits", "maximum amount of compute resources"),
+        ("spec.env.valueFrom.secretKeyRef.key", "The key of the secret to select from"),
+        ("spec.envFrom.configMapRef", "The ConfigMap to select from"),
+        ("spec.nodeSelector", "Node labels the MLflow Pods"),
+        ("spec.tolerations.effect", "Effect indicates the taint effect"),
+        ("spec.affinity.podAntiAffinity", "anti-affinity"),
+        ("spec.podLabels", "Extra labels of the MLflow Pods"),
+        ("spec.podAnnotations", "Extra annotations"),
+        ("spec.serviceAccountName", "ServiceAccount the MLflow Pods run as"),
+        ("spec.imagePullSecrets.name", "Name of the referent"),
+    ]:
+        await retry_kubectl(kubectl, "explain", f"trackingserver.{path}", want=want)
 
 
 async def test_category_lists_trackingservers(kubectl: Kubectl, namespace: str) -> None:
