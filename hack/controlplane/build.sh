@@ -5,7 +5,7 @@
 #
 # Usage: hack/controlplane/build.sh [SET...]        (default: controlplane)
 #   controlplane  kube-apiserver kube-controller-manager kube-scheduler kubectl etcd kwok helm
-#   lab           the node tier: kubelet kube-proxy
+#   lab           the node tier: kubelet kube-proxy versitygw traefik
 # Prints one directory per SET on stdout, in the order given; progress goes to stderr.
 # If KUBEBUILDER_ASSETS names a directory that already holds the controlplane set, that directory
 # is the set's answer and none of it is built (envtest's convention); it does not cover `lab`.
@@ -28,6 +28,8 @@ targets=(
   "controlplane etcd etcd go.etcd.io/etcd/server/v3"
   "controlplane kwok kwok sigs.k8s.io/kwok/cmd/kwok"
   "controlplane helm helm helm.sh/helm/v3/cmd/helm"
+  "lab versitygw versitygw github.com/versity/versitygw/cmd/versitygw"
+  "lab traefik traefik github.com/traefik/traefik/v3/cmd/traefik"
 )
 
 log() { printf '[controlplane] %s\n' "$*" >&2; }
@@ -48,7 +50,7 @@ k8s_version=$(required kubernetes k8s.io/kubernetes)
 
 # The go build flags of a module's binaries, as each project's own release build stamps them.
 flags_for() {
-  local mod=$1 pkg ldflags="-s -w"
+  local mod=$1 pkg version ldflags="-s -w"
   case $mod in
     kubernetes)
       local minor=${k8s_version#v1.}; minor=${minor%%.*}
@@ -65,6 +67,12 @@ flags_for() {
         ldflags+=" -X $pkg.k8sVersionMajor=1 -X $pkg.k8sVersionMinor=$k8s_minor"
       done
       flags=(-ldflags "$ldflags") ;;
+    versitygw)
+      version=$(required versitygw github.com/versity/versitygw)
+      flags=(-ldflags "$ldflags -X main.Version=$version") ;;
+    traefik)
+      version=$(required traefik github.com/traefik/traefik/v3)
+      flags=(-ldflags "$ldflags -X github.com/traefik/traefik/v3/pkg/version.Version=$version") ;;
     *) flags=(-ldflags "$ldflags") ;;
   esac
 }
