@@ -1,9 +1,13 @@
 """`python -m bench --n 1000`: run the scenarios against a fresh local control plane.
 
-The create burst always runs first (the others need its CRs), with the operator's default resync
-period; then, as selected: restart (the operator comes back with `--resync-period`), idle (one
-full resync), spec change, latency (CRs at a fixed rate), unrelated objects (memory), and
-optionally growing to `--memory-crs` CRs. Results go to bench/results.json and RESULTS.md.
+First the floor: the same children created directly by a client, no operator, on a fresh
+control plane. Then, on another fresh control plane, the operator: the create burst always runs
+first (the others need its CRs), with the operator's default resync period; then, as selected:
+restart (the operator comes back with `--resync-period`), idle (one full resync), spec change,
+latency (CRs at a fixed rate), chaos (kill -9 during a burst), unrelated objects (memory), and
+optionally growing to each of `--memory-crs` CRs. With `--peer`, the original Go controller
+(built from its source, outside this repository) runs create, restart and spec change on a
+third control plane. Results go to bench/results.json and RESULTS.md.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import shutil
 import sys
 import time
@@ -20,13 +25,13 @@ from typing import Any
 
 from experiment_lab.binaries import REPO_ROOT, find_binaries
 
-from . import report, scenarios, workload
+from . import floor, report, scenarios, workload
 from .harness import BENCH_DIR, Bench, bench_environment
 from .observe import Observer
 
 log = logging.getLogger("bench")
 
-OPTIONAL = ("restart", "idle", "spec", "latency", "unrelated")
+OPTIONAL = ("restart", "idle", "spec", "latency", "chaos", "unrelated")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -49,7 +54,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--configmaps", type=int, default=10_000, help="unrelated ConfigMaps")
     parser.add_argument("--deployments", type=int, default=1_000, help="unrelated Deployments")
     parser.add_argument(
-        "--memory-crs", type=int, default=0, help="finally grow to this many CRs and measure RSS"
+        "--memory-crs",
+        default="",
+        help="finally grow to each of these CR counts (comma-separated) and measure RSS",
+    )
+    parser.add_argument("--chaos-count", type=int, default=200, help="CRs per chaos burst")
+    parser.add_argument("--no-floor", action="store_true", help="skip the floor measurement")
+    parser.add_argument(
+        "--peer", type=Path, default=None, help="the original controller's binary to compare"
+    )
+    parser.add_argument(
+        "--peer-arg", action="append", default=[], help="extra option of the peer (repeatable)"
     )
     parser.add_argument(
         "--operator-arg", action="append", default=[], help="extra `run` option (repeatable)"
@@ -62,6 +77,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if unknown:
         parser.error(f"unknown scenarios: {', '.join(sorted(unknown))}")
     args.chosen = chosen
+    args.memory_totals = [int(v) for v in args.memory_crs.split(",") if v.strip()]
     return args
 
 
@@ -114,6 +130,14 @@ async def run_scenarios(bench: Bench, args: argparse.Namespace) -> dict[str, Any
                 within=within,
             )
             log.info("latency: %s", _brief(result["latency"]))
+        if "chaos" in args.chosen and args.chaos_count > 1:
+            log.info(
+                "chaos: %d CRs undisturbed, %d with kill -9", args.chaos_count, args.chaos_count
+            )
+            result["chaos"] = await scenarios.chaos(
+                bench, obs, namespaces, args.chaos_count, within
+            )
+            log.info("chaos: %s", _brief(result["chaos"]))
         if "unrelated" in args.chosen:
             log.info("unrelated: %d ConfigMaps, %d Deployments", args.configmaps, args.deployments)
             result["unrelated"] = await scenarios.unrelated_memory(
@@ -123,15 +147,38 @@ async def run_scenarios(bench: Bench, args: argparse.Namespace) -> dict[str, Any
         memory["rss_mib_peak"] = round(
             max(op.peak_rss(), memory.get("rss_mib_peak_before_restart", 0)), 1
         )
-        if args.memory_crs:
-            log.info("memory: growing to %d TrackingServers", args.memory_crs)
+        if args.memory_totals:
+            log.info("memory: growing to %s TrackingServers", args.memory_totals)
             result["memory_at"] = await scenarios.memory_at(
-                bench, obs, args.memory_crs, namespaces, children
+                bench, obs, args.memory_totals, namespaces, children
             )
             log.info("memory: %s", _brief(result["memory_at"]))
         whole_run = await bench.requests(run_wall0)
         result["conflicts"] = whole_run.conflicts
         result["requests_total"] = whole_run.to_dict()
+    return result
+
+
+async def run_peer(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
+    """The original controller: create burst, restart and image change, with its RSS."""
+    n, op = args.n, bench.operator
+    namespaces = [f"bench-{i}" for i in range(args.namespaces)]
+    within = max(300.0, 0.6 * n)
+    result: dict[str, Any] = {"n": n, "args": args.peer_arg}
+    await workload.create_namespaces(bench.admin, namespaces)
+    async with Observer(bench.admin) as obs:
+        op.start()
+        await op.wait_ready()
+        memory = result["memory"] = {"rss_mib_0": round(await op.steady_rss(), 1)}
+        log.info("peer: create burst: %d TrackingServers", n)
+        keys = workload.cr_keys(n, namespaces)
+        result["create"] = await scenarios.create_burst(bench, obs, keys, within, status=False)
+        memory["rss_mib_n"] = round(await op.steady_rss(), 1)
+        log.info("peer: create: %s", _brief(result["create"]))
+        result["restart"] = await scenarios.restart(bench, n)
+        log.info("peer: restart: %s", _brief(result["restart"]))
+        result["spec_change"] = await scenarios.spec_change(bench, obs, keys, within, status=False)
+        log.info("peer: spec change: %s", _brief(result["spec_change"]))
     return result
 
 
@@ -145,6 +192,13 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     await asyncio.to_thread(workdir.mkdir, parents=True)
     binaries = await asyncio.to_thread(find_binaries)
     started, date = time.monotonic(), datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    load_at_start = os.getloadavg()[0]
+    floor_result = None
+    if not args.no_floor:
+        log.info("floor: the children of %d TrackingServers, created directly", args.n)
+        keys = workload.cr_keys(args.n, [f"bench-{i}" for i in range(args.namespaces)])
+        floor_result = await floor.floor(workdir, binaries, keys, within=max(300.0, 0.6 * args.n))
+        log.info("floor: %s", _brief(floor_result))
     async with bench_environment(
         workdir,
         binaries,
@@ -152,6 +206,15 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     ) as bench:
         machine = report.machine_info(await bench.kubernetes_version())
         result = await run_scenarios(bench, args)
+    if floor_result is not None:
+        result["floor"] = floor_result
+    if args.peer is not None:
+        async with bench_environment(
+            workdir, binaries, operator_args=args.peer_arg, peer=args.peer
+        ) as bench:
+            result["peer"] = await run_peer(bench, args)
+    machine["loadavg_1m_at_start"] = round(load_at_start, 2)
+    machine["loadavg_1m_at_end"] = round(os.getloadavg()[0], 2)
     log.info("logs and audit log kept in %s", workdir)
     return {
         **result,

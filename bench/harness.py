@@ -26,6 +26,7 @@ from experiment_lab.binaries import REPO_ROOT
 from experiment_lab.cluster import Cluster
 from experiment_lab.controlplane import ControlPlane, free_port
 from experiment_lab.serviceaccount import OperatorAccount, operator_account
+from experiment_operator.runtime import kubeapi
 
 log = logging.getLogger("bench")
 
@@ -47,13 +48,15 @@ def rss_mib(pid: int) -> float:
 
 @dataclass
 class OperatorProcess:
-    """`experiment-operator run` as a child process, authenticated as the ServiceAccount."""
+    """`experiment-operator run` as a child process, authenticated as the ServiceAccount; or,
+    with `peer`, the original Go controller built from its source (see RESULTS.md)."""
 
     kubeconfig: Path
     log_dir: Path
     extra_args: list[str] = field(default_factory=list)
     resync_period: float | None = None
     """Passed as `--resync-period` when set (the operator's default, 10 h, otherwise)."""
+    peer: Path | None = None
     process: subprocess.Popen[bytes] | None = None
     started_at: float = 0.0
     rss_samples: list[tuple[float, float]] = field(default_factory=list)
@@ -63,17 +66,18 @@ class OperatorProcess:
     def start(self) -> None:
         self.health_port, self.metrics_port = free_port(), free_port()
         self._runs += 1
-        argv = [
-            str(Path(sys.executable).parent / "experiment-operator"),
-            "run",
+        probes = [
             f"--kubeconfig={self.kubeconfig}",
-            "--no-leader-elect",
             f"--health-probe-bind-address=127.0.0.1:{self.health_port}",
             f"--metrics-bind-address=127.0.0.1:{self.metrics_port}",
-            "--log-format=json",
-            *self.extra_args,
         ]
-        if self.resync_period is not None:
+        if self.peer is not None:
+            argv = [str(self.peer), *probes, *self.extra_args]
+        else:
+            program = str(Path(sys.executable).parent / "experiment-operator")
+            argv = [program, "run", *probes, "--no-leader-elect", "--log-format=json"]
+            argv += self.extra_args
+        if self.resync_period is not None and self.peer is None:
             argv.append(f"--resync-period={self.resync_period:g}s")
         log_path = self.log_dir / f"operator-{self._runs}.log"
         with log_path.open("ab") as out:
@@ -97,6 +101,15 @@ class OperatorProcess:
             await asyncio.to_thread(process.wait, grace)
         except subprocess.TimeoutExpired:
             log.warning("operator did not stop in %.0fs; killing it", grace)
+            process.kill()
+            await asyncio.to_thread(process.wait)
+
+    async def kill(self) -> None:
+        """SIGKILL: a crash, no clean-up of any kind."""
+        if self._sampler is not None:
+            self._sampler.cancel()
+        process, self.process = self.process, None
+        if process is not None and process.poll() is None:
             process.kill()
             await asyncio.to_thread(process.wait)
 
@@ -192,9 +205,12 @@ class Bench:
 
 @asynccontextmanager
 async def bench_environment(
-    workdir: Path, binaries: Path, *, operator_args: list[str]
+    workdir: Path, binaries: Path, *, operator_args: list[str], peer: Path | None = None
 ) -> AsyncIterator[Bench]:
-    """Start everything, yield the Bench, and stop everything (also on errors or Ctrl-C)."""
+    """Start everything, yield the Bench, and stop everything (also on errors or Ctrl-C).
+    With `peer`, the operator process is the original controller (whose RBAC is not ours: its
+    ServiceAccount is made cluster-admin)."""
+    workdir = workdir / ("peer" if peer is not None else "operator")
     plane = ControlPlane(workdir / "controlplane", binaries, audit_policy=AUDIT_POLICY)
     await asyncio.to_thread(plane.start, log.info)
     admin: AsyncClient | None = None
@@ -208,7 +224,9 @@ async def bench_environment(
         async with operator_account(
             admin, plane.kubeconfig, OPERATOR_NAMESPACE, workdir, token_seconds=24 * 3600
         ) as account:
-            operator = OperatorProcess(account.kubeconfig, workdir, operator_args)
+            if peer is not None:
+                await _cluster_admin(admin, account)
+            operator = OperatorProcess(account.kubeconfig, workdir, operator_args, peer=peer)
             audit = AuditLogTail(plane.audit_log, account.username)
             try:
                 yield Bench(cluster, admin, account, audit, operator, workdir)
@@ -219,3 +237,17 @@ async def bench_environment(
         if admin is not None:
             await admin.close()
         await asyncio.to_thread(plane.stop)
+
+
+async def _cluster_admin(admin: AsyncClient, account: OperatorAccount) -> None:
+    binding = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRoleBinding",
+        "metadata": {"name": "bench-peer-cluster-admin"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                    "name": "cluster-admin"},
+        "subjects": [{"kind": "ServiceAccount", "name": account.name,
+                      "namespace": account.namespace}],
+    }  # fmt: skip
+    path = "apis/rbac.authorization.k8s.io/v1/clusterrolebindings"
+    await kubeapi.request(admin, "POST", path, body=binding)

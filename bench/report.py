@@ -56,17 +56,38 @@ class Metric:
     """The goal applies at this N only (e.g. Ready ≤ 60 s at 1000)."""
 
 
-def _children_bound(run: Run) -> float:
-    return float(_get(run, "create.children_per_cr") or 0) + 1
+def _children_bound(run: Run, extra: int = 2) -> float:
+    return float(_get(run, "create.children_per_cr") or 0) + extra
+
+
+def derive(run: Run) -> Run:
+    """Values computed from others in the same run: the ratio to the floor, RSS per CR."""
+    ready, floor = _get(run, "create.ready_seconds"), _get(run, "floor.ready_seconds")
+    derived: Run = {}
+    if ready and floor:
+        derived["ready_ratio_to_floor"] = round(ready / floor, 2)
+    points = {int(k): v for k, v in (_get(run, "memory_at.rss_mib_at") or {}).items()}
+    if _get(run, "memory.rss_mib_n") is not None:
+        points[int(run["n"])] = run["memory"]["rss_mib_n"]
+    if len(points) >= 2:
+        low, high = min(points), max(points)
+        derived["rss_kib_per_cr"] = round((points[high] - points[low]) * 1024 / (high - low), 1)
+    return {**run, "derived": derived}
 
 
 METRICS = (
-    Metric("ready_seconds", "create burst: seconds until all Ready", "create.ready_seconds",
-           "≤ 60 s at 1000", lambda v, _: v <= 60, only_n=1000),
+    Metric("ready_seconds", "create burst: seconds until all Ready", "create.ready_seconds"),
+    Metric("floor_ready_seconds", "floor: same children created directly, all available",
+           "floor.ready_seconds"),
+    Metric("ready_ratio_to_floor", "create burst: all Ready / floor",
+           "derived.ready_ratio_to_floor", "≤ 1.3", lambda v, _: v <= 1.3),
+    Metric("deployments_available_seconds", "create burst: seconds until all Deployments "
+           "available", "create.deployments_available_seconds"),
     Metric("children_applied_seconds", "create burst: seconds until all children exist",
            "create.children_applied_seconds"),
-    Metric("writes_per_cr_create", "create burst: writes per new CR", "create.writes_per_cr",
-           "≤ children + 1", lambda v, run: v <= _children_bound(run)),
+    Metric("requests_per_cr_create", "create burst: requests per new CR",
+           "create.requests_per_cr", "≤ children + 2", lambda v, run: v <= _children_bound(run)),
+    Metric("writes_per_cr_create", "create burst: writes per new CR", "create.writes_per_cr"),
     Metric("children_per_cr", "children per CR", "create.children_per_cr"),
     Metric("conflicts", "409 Conflict answers (whole run)", "conflicts", "0",
            lambda v, _: v == 0),
@@ -82,28 +103,57 @@ METRICS = (
            "spec_change.converged_seconds"),
     Metric("spec_change_image_seconds", "spec change: seconds until every Deployment has it",
            "spec_change.image_applied_seconds"),
+    Metric("spec_change_requests_per_cr", "spec change: requests per CR",
+           "spec_change.requests_per_cr", "≤ 3", lambda v, _: v <= 3),
     Metric("spec_change_writes_per_cr", "spec change: writes per CR",
            "spec_change.writes_per_cr"),
     Metric("p50_create_to_children_seconds", "latency at 10 CR/s: p50 create → children",
            "latency.p50_seconds"),
     Metric("p99_create_to_children_seconds", "latency at 10 CR/s: p99 create → children",
            "latency.p99_seconds", "≤ 1 s", lambda v, _: v <= 1),
+    Metric("chaos_calm_second_half_seconds", "chaos: undisturbed burst, its second half",
+           "chaos.calm_second_half_seconds"),
+    Metric("chaos_after_kill_seconds", "chaos: killed at half Ready → all Ready",
+           "chaos.after_kill_seconds"),
+    Metric("chaos_catchup_ratio", "chaos: after kill / undisturbed second half",
+           "chaos.catchup_ratio", "≤ 1.5", lambda v, _: v <= 1.5),
     Metric("rss_mib_0", "RSS MiB with 0 CRs", "memory.rss_mib_0"),
-    Metric("rss_mib", "RSS MiB with N CRs", "memory.rss_mib_n", "≤ 120 at 1000",
-           lambda v, _: v <= 120, only_n=1000),
+    Metric("rss_mib", "RSS MiB with N CRs", "memory.rss_mib_n", "≤ 100 at 1000",
+           lambda v, _: v <= 100, only_n=1000),
     Metric("rss_mib_peak", "peak RSS MiB (whole run)", "memory.rss_mib_peak"),
     Metric("rss_mib_unrelated_delta", "RSS MiB added by unrelated objects",
            "unrelated.rss_mib_delta", "< 5", lambda v, _: v < 5),
     Metric("grown_to_crs", "finally grown to this many CRs (size 0)", "memory_at.crs"),
     Metric("rss_mib_grown", "RSS MiB when grown", "memory_at.rss_mib"),
+    Metric("rss_kib_per_cr", "RSS KiB per CR (slope, N → grown)", "derived.rss_kib_per_cr",
+           "≤ 20", lambda v, _: v <= 20),
+    Metric("peer_ready_seconds", "original: seconds until all Deployments available",
+           "peer.create.ready_seconds"),
+    Metric("peer_requests_per_cr_create", "original: requests per new CR",
+           "peer.create.requests_per_cr"),
+    Metric("peer_writes_per_cr_create", "original: writes per new CR",
+           "peer.create.writes_per_cr"),
+    Metric("peer_spec_change_requests_per_cr", "original: image change, requests per CR",
+           "peer.spec_change.requests_per_cr"),
+    Metric("peer_restart_writes", "original: restart writes", "peer.restart.writes"),
+    Metric("peer_restart_reconciled_seconds", "original: restart, seconds to all reconciled",
+           "peer.restart.all_reconciled_seconds"),
+    Metric("peer_rss_mib_0", "original: RSS MiB with 0 CRs", "peer.memory.rss_mib_0"),
+    Metric("peer_rss_mib", "original: RSS MiB with N CRs", "peer.memory.rss_mib_n"),
 )  # fmt: skip
 
 UNSUFFIXED = (
+    "requests_per_cr_create",
     "writes_per_cr_create",
+    "ready_ratio_to_floor",
     "idle_writes",
     "p99_create_to_children_seconds",
     "rss_mib_unrelated_delta",
+    "rss_kib_per_cr",
+    "spec_change_requests_per_cr",
+    "chaos_catchup_ratio",
 )
+"""Keys read by tooling without an N suffix (the largest N's value); keep them stable."""
 
 
 def flatten(runs: dict[str, Run]) -> dict[str, Any]:
@@ -120,9 +170,10 @@ def flatten(runs: dict[str, Run]) -> dict[str, Any]:
                 flat[f"{metric.key}_{n}"] = value
             if metric.key in UNSUFFIXED or metric.key == "rss_mib_0":
                 flat[metric.key] = value
-        more = _get(run, "memory_at")
-        if more:
-            flat[f"rss_mib_{more['crs']}"] = more["rss_mib"]
+        for crs, rss in (_get(run, "memory_at.rss_mib_at") or {}).items():
+            flat[f"rss_mib_{crs}"] = rss
+        if not _get(run, "memory_at.rss_mib_at") and _get(run, "memory_at.crs"):
+            flat[f"rss_mib_{run['memory_at']['crs']}"] = run["memory_at"]["rss_mib"]
     return flat
 
 
@@ -130,7 +181,7 @@ def merge(path: Path, run: Run) -> dict[str, Any]:
     """Add this run to results.json (replacing an earlier run with the same N)."""
     old = json.loads(path.read_text()) if path.exists() else {}
     runs: dict[str, Run] = old.get("runs", {})
-    runs[str(run["n"])] = run
+    runs[str(run["n"])] = derive(run)
     results = {**flatten(runs), "runs": runs}
     path.write_text(json.dumps(results, indent=2, sort_keys=False) + "\n")
     return results
@@ -190,7 +241,8 @@ def machine_lines(runs: dict[str, Run]) -> str:
         lines.append(
             f"- N={n}: {run['date']}, {m['nproc']} CPUs ({m['cpu']}), {m['memory_gib']} GiB, "
             f"Python {m['python']}, Kubernetes {m['kubernetes']}, "
-            f"load average at start {m['loadavg_1m_at_start']}, run took {run['run_seconds']} s"
+            f"load average (1 min) at start {m['loadavg_1m_at_start']}, at end "
+            f"{m.get('loadavg_1m_at_end', '-')}, run took {run['run_seconds']} s"
         )
     return "\n".join(lines)
 

@@ -41,15 +41,30 @@ def not_ready(obs: Observer, keys: list[Key]) -> int:
     return len(missing)
 
 
-async def create_burst(bench: Bench, obs: Observer, keys: list[Key], within: float) -> Result:
+def _ready_at(obs: Observer, status: bool) -> dict[Key, float]:
+    """When each CR was Ready (its status), or, for a controller that writes no status (the
+    original), when its Deployment was available."""
+    return obs.ready_at if status else obs.rolled_out_at
+
+
+async def create_burst(
+    bench: Bench, obs: Observer, keys: list[Key], within: float, *, status: bool = True
+) -> Result:
     """N CRs at once → seconds until all Ready; the operator's requests per CR."""
     n = len(keys)
     wall0, t0 = time.time(), time.monotonic()
     await workload.create_trackingservers(bench.admin, keys)
     created = time.monotonic() - t0
     log.info("created %d TrackingServers in %.1fs; waiting for Ready", n, created)
-    await obs.wait_until(lambda: obs.all_ready(keys), within=within, what="all Ready")
-    ready = max(obs.ready_at[key] for key in keys) - t0
+    ready_at = _ready_at(obs, status)
+    await obs.wait_until(
+        lambda: all(key in ready_at for key in keys), within=within, what="all Ready"
+    )
+    ready = max(ready_at[key] for key in keys) - t0
+    await obs.wait_until(
+        lambda: all(key in obs.rolled_out_at for key in keys), within=within, what="available"
+    )
+    available = max(obs.rolled_out_at[key] for key in keys) - t0
     children_applied = max(max(obs.children_of(key).values()) for key in keys) - t0
     await bench.operator.quiesce(at_least=n)
     children = [len(obs.children_of(key)) for key in keys]
@@ -61,9 +76,11 @@ async def create_burst(bench: Bench, obs: Observer, keys: list[Key], within: flo
         "create_calls_seconds": round(created, 2),
         "children_applied_seconds": round(children_applied, 2),
         "ready_seconds": round(ready, 2),
-        "not_ready_after_quiesce": not_ready(obs, keys),
+        "deployments_available_seconds": round(available, 2),
+        "not_ready_after_quiesce": not_ready(obs, keys) if status else 0,
         "children_per_cr": round(sum(children) / n, 2),
         "reconcile_errors": int(errors),
+        "requests_per_cr": round((counts.writes + counts.reads) / n, 2),
         "writes_per_cr": round(counts.writes / n, 2),
         "reads_per_cr": round(counts.reads / n, 2),
         "per_cr_by_verb": per_cr(writes["by_verb"], n),
@@ -106,18 +123,21 @@ async def restart(bench: Bench, n: int) -> Result:
     }
 
 
-async def spec_change(bench: Bench, obs: Observer, keys: list[Key], within: float) -> Result:
+async def spec_change(
+    bench: Bench, obs: Observer, keys: list[Key], within: float, *, status: bool = True
+) -> Result:
     """Change the image of all N → every Deployment carries it, rolled out, all Ready again."""
     n, image = len(keys), workload.NEW_IMAGE
     wall0, t0 = time.time(), time.monotonic()
     await workload.set_image(bench.admin, keys, image)
     patched = time.monotonic() - t0
+    ready_at = _ready_at(obs, status)
     await obs.wait_until(
-        lambda: obs.all_rolled_out(keys, image) and obs.all_ready(keys),
+        lambda: obs.all_rolled_out(keys, image) and all(key in ready_at for key in keys),
         within=within,
         what="new image rolled out and Ready",
     )
-    converged = max(max(obs.ready_at[key], obs.rolled_out_at[key]) for key in keys) - t0
+    converged = max(max(ready_at[key], obs.rolled_out_at[key]) for key in keys) - t0
     image_applied = max(obs.image_at[key][1] for key in keys) - t0
     await bench.operator.quiesce()
     counts = await bench.requests(wall0)
@@ -125,7 +145,8 @@ async def spec_change(bench: Bench, obs: Observer, keys: list[Key], within: floa
         "patch_calls_seconds": round(patched, 2),
         "image_applied_seconds": round(image_applied, 2),
         "converged_seconds": round(converged, 2),
-        "not_ready_after_quiesce": not_ready(obs, keys),
+        "not_ready_after_quiesce": not_ready(obs, keys) if status else 0,
+        "requests_per_cr": round((counts.writes + counts.reads) / n, 2),
         "writes_per_cr": round(counts.writes / n, 2),
         "per_cr_by_verb": per_cr(counts.to_dict()["by_verb"], n),
         "conflicts": counts.conflicts,
@@ -187,20 +208,72 @@ async def unrelated_memory(
 
 
 async def memory_at(
-    bench: Bench, obs: Observer, total: int, namespaces: Sequence[str], children: int
+    bench: Bench, obs: Observer, totals: Sequence[int], namespaces: Sequence[str], children: int
 ) -> Result:
-    """Grow to `total` CRs (size 0: no Pods, to spare the node) → operator RSS."""
-    existing = len(obs.crs.store)
-    keys = workload.cr_keys(total, namespaces, prefix="mem")[existing:]
+    """Grow to each of `totals` CRs in turn (size 0: no Pods, to spare the node) → operator
+    RSS at each."""
+    at: dict[str, float] = {}
     t0 = time.monotonic()
-    await workload.create_trackingservers(bench.admin, keys, size=0)
-    await obs.wait_until(
-        lambda: obs.all_children(keys, children), within=1800, what=f"children at {total}"
-    )
-    await bench.operator.quiesce(quiet=5.0, within=1800)
+    for total in sorted(totals):
+        need = max(0, total - len(obs.crs.store))
+        keys = workload.cr_keys(need, namespaces, prefix=f"mem{total}")
+        await workload.create_trackingservers(bench.admin, keys, size=0)
+        await obs.wait_until(
+            lambda keys=keys: obs.all_children(keys, children),  # type: ignore[misc]
+            within=3600,
+            what=f"children at {total}",
+        )
+        await bench.operator.quiesce(quiet=5.0, within=3600)
+        at[str(len(obs.crs.store))] = round(await bench.operator.steady_rss(), 1)
+        log.info("memory: %d CRs, RSS %.1f MiB", len(obs.crs.store), at[str(len(obs.crs.store))])
     return {
         "crs": len(obs.crs.store),
         "children_applied_seconds": round(time.monotonic() - t0, 1),
-        "rss_mib": round(await bench.operator.steady_rss(), 1),
+        "rss_mib": at[max(at, key=int)],
+        "rss_mib_at": at,
         "rss_mib_peak": round(bench.operator.peak_rss(), 1),
+    }
+
+
+async def _burst(bench: Bench, keys: list[Key]) -> float:
+    """Create `keys` at once; returns the monotonic start."""
+    t0 = time.monotonic()
+    await workload.create_trackingservers(bench.admin, keys)
+    return t0
+
+
+async def chaos(
+    bench: Bench, obs: Observer, namespaces: Sequence[str], count: int, within: float
+) -> Result:
+    """An undisturbed burst of `count` CRs, then another one during which the operator is
+    killed (SIGKILL) once half of them are Ready and started again at once. Compares the time
+    the restarted operator needs for the rest with what the undisturbed run needed for its
+    second half (from its count/2-th Ready to its last)."""
+    half = count // 2
+    calm = workload.cr_keys(count, namespaces, prefix="calm")
+    t0 = await _burst(bench, calm)
+    await obs.wait_until(lambda: obs.all_ready(calm), within=within, what="calm burst Ready")
+    times = sorted(obs.ready_at[key] - t0 for key in calm)
+    calm_rest = times[-1] - times[half - 1]
+    await bench.operator.quiesce()
+
+    hit = workload.cr_keys(count, namespaces, prefix="hit")
+    t1 = await _burst(bench, hit)
+    await obs.wait_until(
+        lambda: sum(key in obs.ready_at for key in hit) >= half, within=within, what="half Ready"
+    )
+    killed = time.monotonic()
+    await bench.operator.kill()
+    bench.operator.start()
+    await bench.operator.wait_ready()
+    await obs.wait_until(lambda: obs.all_ready(hit), within=within, what="all Ready after kill")
+    crash_rest = max(obs.ready_at[key] for key in hit) - killed
+    await bench.operator.quiesce()
+    return {
+        "count": count,
+        "calm_seconds": round(times[-1], 2),
+        "calm_second_half_seconds": round(calm_rest, 2),
+        "killed_after_seconds": round(killed - t1, 2),
+        "after_kill_seconds": round(crash_rest, 2),
+        "catchup_ratio": round(crash_rest / calm_rest, 2) if calm_rest > 0 else None,
     }
