@@ -44,7 +44,11 @@ from experiment_operator.trackingserver.labels import INSTANCE_LABEL, backend_st
 from experiment_operator.trackingserver.mlflow import server_command
 from experiment_operator.trackingserver.passes import Pass, version
 from experiment_operator.trackingserver.resources import TrackingServerResource, kind_of
-from experiment_operator.trackingserver.rollouts import ROLLOUT_QUIET_SECONDS, QuietRollouts
+from experiment_operator.trackingserver.rollouts import (
+    CHANGE_QUIET_SECONDS,
+    NEW_QUIET_SECONDS,
+    QuietRollouts,
+)
 from experiment_operator.trackingserver.secrets import credentials_source
 from experiment_operator.trackingserver.status import ConditionValue, Findings
 from experiment_operator.trackingserver.url import InvalidURLError
@@ -94,7 +98,6 @@ class TrackingServerReconciler:
         *,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         recheck_interval: float = RECHECK_SECONDS,
-        rollout_quiet_seconds: float = ROLLOUT_QUIET_SECONDS,
     ) -> None:
         self.manager = manager
         self.client = manager.client
@@ -102,7 +105,7 @@ class TrackingServerReconciler:
         self.recorder = recorder
         self.clock = clock
         self.recheck_interval = recheck_interval
-        self.rollouts = QuietRollouts(rollout_quiet_seconds)
+        self.rollouts = QuietRollouts()
 
     async def reconcile(self, request: Request) -> Result:
         obj = self.manager.cache(TrackingServerResource).get(request.namespace, request.name)
@@ -207,7 +210,8 @@ class TrackingServerReconciler:
         rolling = status.ready_condition(p.ts, findings).reason == status.PROGRESSING
         current = p.obj.get("status") or {}
         rolling = rolling and status.only_rollout_progress(current, new_status)
-        quiet = self.rollouts.quiet_for(p.key, rolling)
+        window = CHANGE_QUIET_SECONDS if current else NEW_QUIET_SECONDS
+        quiet = self.rollouts.quiet_for(p.key, rolling, window)
         if quiet is not None:
             p.requeue_after.append(quiet)  # the status waits for the rollout's outcome
         else:

@@ -244,7 +244,10 @@ def _reported(status: dict[str, Any]) -> tuple[Any, ...]:
 def only_rollout_progress(current: dict[str, Any], new: dict[str, Any]) -> bool:
     """Whether writing `new` over `current` would only report how a rollout progresses (or,
     for a new TrackingServer, still at its first generation and without any status yet,
-    report it for the first time)."""
+    report it for the first time). A current problem that goes away is news."""
     if not current:
         return bool(new.get("observedGeneration") == 1)
+    reasons = [c.get("reason") for c in current.get("conditions") or [] if c.get("type") == READY]
+    if not reasons or reasons[0] not in (AVAILABLE, PROGRESSING):
+        return False
     return _reported(current) == _reported(new)

@@ -7,21 +7,22 @@ from experiment_operator.trackingserver.rollouts import QuietRollouts
 
 def test_progress_of_a_started_rollout_waits_then_is_written() -> None:
     now = [100.0]
-    rollouts = QuietRollouts(60.0, clock=lambda: now[0])
-    assert rollouts.quiet_for("a", progressing=True) is None, "not started by us: write"
+    rollouts = QuietRollouts(clock=lambda: now[0])
+    assert rollouts.quiet_for("a", progressing=True, window=60) is None, "not ours: write"
     rollouts.started("a")
     now[0] += 10
     rollouts.started("a")  # a second change during the rollout does not extend it
-    assert rollouts.quiet_for("a", progressing=True) == 50.0
+    assert rollouts.quiet_for("a", progressing=True, window=60) == 50.0
+    assert rollouts.quiet_for("a", progressing=True, window=15) == 5.0
     now[0] += 50
-    assert rollouts.quiet_for("a", progressing=True) is None, "too long: say so"
+    assert rollouts.quiet_for("a", progressing=True, window=60) is None, "too long: say so"
 
 
 def test_any_other_outcome_is_written_at_once_and_ends_the_rollout() -> None:
-    rollouts = QuietRollouts(60.0, clock=lambda: 0.0)
+    rollouts = QuietRollouts(clock=lambda: 0.0)
     rollouts.started("a")
-    assert rollouts.quiet_for("a", progressing=False) is None
+    assert rollouts.quiet_for("a", progressing=False, window=60) is None
     assert len(rollouts) == 0
     rollouts.started("b")
     rollouts.forget("b")
-    assert rollouts.quiet_for("b", progressing=True) is None
+    assert rollouts.quiet_for("b", progressing=True, window=60) is None

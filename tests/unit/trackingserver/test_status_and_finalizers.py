@@ -143,3 +143,7 @@ def test_only_rollout_progress_is_told_apart_from_news(sample: Sample) -> None:
     changed = Findings(other_tls, NO_VOLUME, [], deployment(generation=2, observed=1), routed=True)
     news, _ = compute_status(with_status(ts, ready), changed, now=NOW)
     assert not only_rollout_progress(ready, news)
+    foreign = ConditionValue("False", "ForeignObject", "Service trackingserver exists")
+    blocked, _ = compute_status(with_status(ts, {}), Findings(
+        TLS_OK, NO_VOLUME, [foreign], deployment(), routed=True), now=NOW)  # fmt: skip
+    assert not only_rollout_progress(blocked, progress), "a problem that goes away is news"
