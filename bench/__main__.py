@@ -166,7 +166,7 @@ async def run_peer(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
     within = max(300.0, 0.6 * n)
     result: dict[str, Any] = {"n": n, "args": args.peer_arg}
     await workload.create_namespaces(bench.admin, namespaces)
-    async with Observer(bench.admin) as obs:
+    async with Observer(bench.admin, labelled=False) as obs:
         op.start()
         await op.wait_ready()
         memory = result["memory"] = {"rss_mib_0": round(await op.steady_rss(), 1)}
@@ -209,10 +209,14 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     if floor_result is not None:
         result["floor"] = floor_result
     if args.peer is not None:
-        async with bench_environment(
-            workdir, binaries, operator_args=args.peer_arg, peer=args.peer
-        ) as bench:
-            result["peer"] = await run_peer(bench, args)
+        try:
+            async with bench_environment(
+                workdir, binaries, operator_args=args.peer_arg, peer=args.peer
+            ) as bench:
+                result["peer"] = await run_peer(bench, args)
+        except Exception as err:  # keep the operator's results
+            log.exception("peer: failed")
+            result["peer"] = {"error": f"{type(err).__name__}: {err}"}
     machine["loadavg_1m_at_start"] = round(load_at_start, 2)
     machine["loadavg_1m_at_end"] = round(os.getloadavg()[0], 2)
     log.info("logs and audit log kept in %s", workdir)

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import httpx2
 from lightkube import AsyncClient, KubeConfig
 
 from experiment_lab.cluster import Cluster
@@ -51,7 +52,9 @@ async def floor(workdir: Path, binaries: Path, keys: list[Key], within: float) -
         await asyncio.to_thread(cluster.install_third_party_crds)
         cluster.kubectl("apply", "--server-side", "-f", str(CRD_FILE))
         cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd", "--all")
-        client = AsyncClient(config=KubeConfig.from_file(plane.kubeconfig), field_manager="floor")
+        config = KubeConfig.from_file(plane.kubeconfig)
+        # A loaded machine answers slowly; the burst must not fail on lightkube's 10 s default.
+        client = AsyncClient(config=config, field_manager="floor", timeout=httpx2.Timeout(60.0))
         try:
             return await _run(client, keys, within)
         finally:

@@ -219,7 +219,11 @@ async def bench_environment(
         await asyncio.to_thread(cluster.install_third_party_crds)
         cluster.kubectl("apply", "--server-side", "-f", str(CRD_FILE))
         cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd", "--all")
-        admin = AsyncClient(config=KubeConfig.from_file(plane.kubeconfig), field_manager="bench")
+        admin = AsyncClient(
+            config=KubeConfig.from_file(plane.kubeconfig),
+            field_manager="bench",
+            timeout=httpx2.Timeout(60.0),  # a loaded machine answers slowly
+        )
         await admin.create(Namespace(metadata=ObjectMeta(name=OPERATOR_NAMESPACE)))
         async with operator_account(
             admin, plane.kubeconfig, OPERATOR_NAMESPACE, workdir, token_seconds=24 * 3600

@@ -35,6 +35,11 @@ CHILD_KINDS = (
     KindInfo("traefik.io", "v1alpha1", "Middleware", "middlewares", namespaced=True),
 )
 """Every kind the operator may create, watched with its managed-by label like the operator."""
+LEGACY_TRAEFIK_KINDS = (
+    KindInfo("traefik.containo.us", "v1alpha1", "IngressRoute", "ingressroutes", namespaced=True),
+    KindInfo("traefik.containo.us", "v1alpha1", "Middleware", "middlewares", namespaced=True),
+)
+"""The original controller's routing kinds."""
 
 
 def _slim(obj: Obj) -> Obj:
@@ -73,11 +78,14 @@ def rolled_out(deployment: Obj) -> bool:
 class Observer:
     """Timestamps (monotonic seconds) of what the benchmark sees happen to CRs and children."""
 
-    def __init__(self, client: AsyncClient) -> None:
+    def __init__(self, client: AsyncClient, *, labelled: bool = True) -> None:
+        """`labelled`: children carry our managed-by label (the original controller's do
+        not: they are then watched unselected, on a control plane of the benchmark's own)."""
+        selector = MANAGED_BY_SELECTOR if labelled else None
+        kinds = CHILD_KINDS if labelled else (*CHILD_KINDS, *LEGACY_TRAEFIK_KINDS)
         self.crs = Informer(client, TRACKINGSERVER, transform=_slim)
         self.children = [
-            Informer(client, kind, label_selector=MANAGED_BY_SELECTOR, transform=_slim)
-            for kind in CHILD_KINDS
+            Informer(client, kind, label_selector=selector, transform=_slim) for kind in kinds
         ]
         self.cr_seen: dict[Key, float] = {}
         self.ready_at: dict[Key, float] = {}
