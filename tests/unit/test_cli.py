@@ -31,7 +31,7 @@ def test_defaults() -> None:
         nginx_ingress_class="nginx",
         mlflow_image="ghcr.io/mlflow/mlflow:v3.17.2-full",
         namespaces=None,
-        max_concurrent_reconciles=4,
+        max_concurrent_reconciles=16,
         leader_elect=True,
         leader_election_namespace="default",
         leader_election_id="experiment-operator",

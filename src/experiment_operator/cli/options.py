@@ -178,9 +178,10 @@ RUN_OPTIONS = (
     _Option(
         "--max-concurrent-reconciles",
         positive_int,
-        "4",
-        "TrackingServers reconciled in parallel; one TrackingServer is never reconciled twice "
-        "at once",
+        "16",
+        "TrackingServers reconciled in parallel (most of a reconcile is waiting for the API "
+        "server; bench/RESULTS.md has the measurement); one TrackingServer is never reconciled "
+        "twice at once",
         "N",
     ),
     _Option(

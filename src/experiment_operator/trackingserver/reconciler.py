@@ -171,10 +171,12 @@ class TrackingServerReconciler:
         await self._apply_all(p, [c for c in children if c["kind"] in ROUTING_KINDS])
         await self._delete_unwanted(p, unwanted)
         await self._update_finalizers(p)
-        result = await self._finish(p, tls_value)
-        if p.wrote:
-            logger.info("children synced")
-            await self.recorder.event(p.obj, NORMAL, SYNCED, SYNCED_MESSAGE)
+        if not p.wrote:
+            return await self._finish(p, tls_value)
+        logger.info("children synced")
+        result, _ = await asyncio.gather(  # two independent writes: one round trip
+            self._finish(p, tls_value), self.recorder.event(p.obj, NORMAL, SYNCED, SYNCED_MESSAGE)
+        )
         return result
 
     def _pods(self, p: Pass) -> list[Obj]:
