@@ -112,8 +112,7 @@ async def test_a_new_server_is_written_without_reading_first(
     operator_kubeconfig: Path, kube: AsyncClient, namespace: str
 ) -> None:
     """Each child is created by one create-only apply, with no read before it (a read follows
-    only a refused create); an image change is one Deployment apply, one status write and one
-    Event."""
+    only a refused create); an image change is one Deployment apply."""
     async with run_operator(operator_kubeconfig, namespaces=[namespace], name="ts-new") as op:
         ts = await create(kube, sample("blog", namespace))
         await eventually(lambda: ready(kube, namespace), within=60)
@@ -135,12 +134,12 @@ async def test_a_new_server_is_written_without_reading_first(
             return bool(ready_condition_current(stored) and status.get("readyReplicas") == 1)
 
         await eventually(rolled_out, within=60)
-        writes = [(m, p) for m, p, _ in op.writes(mark)]
-        assert [p for m, p in writes if "/deployments/" in p] == [
-            f"/apis/apps/v1/namespaces/{namespace}/deployments/{NAME}"
+        # One apply of the Deployment, no read. (How many status writes and Events follow
+        # depends on how long the rollout takes: bench/ counts them.)
+        changed = child_requests(op.requests[mark:], namespace)
+        assert [(m, p) for m, p, _ in changed if "/deployments/" in p] == [
+            ("PATCH", f"/apis/apps/v1/namespaces/{namespace}/deployments/{NAME}")
         ]
-        assert sum("/events" in p for _, p in writes) == 1
-        assert sum(p.endswith("/status") for _, p in writes) <= 2  # 1 unless the rollout is slow
 
 
 def ready_condition_current(stored: Obj) -> bool:
