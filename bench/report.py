@@ -155,6 +155,15 @@ UNSUFFIXED = (
 )
 """Keys read by tooling without an N suffix (the largest N's value); keep them stable."""
 
+REQUIRED = (
+    "requests_per_cr_create", "writes_per_cr_create", "ready_seconds_1000",
+    "floor_ready_seconds_1000", "ready_ratio_to_floor", "rss_mib_1000", "rss_mib_5000",
+    "rss_mib_10000", "rss_kib_per_cr", "spec_change_requests_per_cr", "idle_writes",
+    "restart_writes_1000", "p99_create_to_children_seconds", "conflicts_1000",
+    "chaos_catchup_ratio",
+)  # fmt: skip
+"""Keys tooling reads (issue 14): always present in results.json, null when not measured."""
+
 
 def flatten(runs: dict[str, Run]) -> dict[str, Any]:
     """`<key>_<N>` for every metric of every run, plus the unsuffixed keys of the largest N."""
@@ -182,7 +191,8 @@ def merge(path: Path, run: Run) -> dict[str, Any]:
     old = json.loads(path.read_text()) if path.exists() else {}
     runs: dict[str, Run] = old.get("runs", {})
     runs[str(run["n"])] = derive(run)
-    results = {**flatten(runs), "runs": runs}
+    flat = flatten(runs)
+    results = {**dict.fromkeys(REQUIRED), **flat, "runs": runs}
     path.write_text(json.dumps(results, indent=2, sort_keys=False) + "\n")
     return results
 
