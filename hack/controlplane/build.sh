@@ -5,7 +5,7 @@
 #
 # Usage: hack/controlplane/build.sh [SET...]        (default: controlplane)
 #   controlplane  kube-apiserver kube-controller-manager kube-scheduler kubectl etcd kwok helm
-#   lab           the node tier: kubelet kube-proxy versitygw traefik
+#   lab           the node tier: kubelet kube-proxy versitygw coredns traefik
 # Prints one directory per SET on stdout, in the order given; progress goes to stderr.
 # If KUBEBUILDER_ASSETS names a directory that already holds the controlplane set, that directory
 # is the set's answer and none of it is built (envtest's convention); it does not cover `lab`.
@@ -29,6 +29,7 @@ targets=(
   "controlplane kwok kwok sigs.k8s.io/kwok/cmd/kwok"
   "controlplane helm helm helm.sh/helm/v3/cmd/helm"
   "lab versitygw versitygw github.com/versity/versitygw/cmd/versitygw"
+  "lab coredns coredns github.com/coredns/coredns"
   "lab traefik traefik github.com/traefik/traefik/v3/cmd/traefik"
 )
 
