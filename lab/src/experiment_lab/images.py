@@ -66,7 +66,6 @@ class Recipe:
     base: str | None = None  # the recipe this one builds on (its key is part of this key)
     base_arg: str = ""  # the build argument that names the base image
     pins: tuple[str, ...] = ()  # anything else that changes the result (compiler flags, ...)
-    wheels: bool = False  # mount the shared wheel directory at /wheels while building
     cold: str = "seconds"  # how long a cold build takes (progress)
 
 
@@ -87,8 +86,7 @@ RECIPES: tuple[Recipe, ...] = (  # bases before the recipes built on them
         ("lab/images/mlflow",),
         "python-base",
         "PYTHON_IMAGE",
-        wheels=True,
-        cold="7-10 min, pip installs ~95 packages",
+        cold="6-9 min, pip installs ~95 packages",
     ),
     Recipe("mlflow-seed", SEED_MLFLOW_IMAGE, ("lab/images/mlflow-seed",), "mlflow", "MLFLOW_IMAGE"),
     Recipe("operator", OPERATOR_IMAGE, OPERATOR_INPUTS, "python-base", cold="1-2 min"),
@@ -221,10 +219,6 @@ def _stored_key(reference: str) -> str:
 def _bud(recipe: Recipe, key: str, context: Path, build_args: Mapping[str, str]) -> None:
     ca = Path(os.environ.get("BUILD_CA_BUNDLE", "/etc/ssl/certs/ca-certificates.crt"))
     args: list[str | Path] = ["buildah", "bud", "--layers", "--label", f"{KEY_LABEL}={key}"]
-    if recipe.wheels:
-        wheels = default_cache_dir().parent / "wheels"
-        wheels.mkdir(parents=True, exist_ok=True)
-        args += ["--volume", f"{wheels}:/wheels"]
     if ca.is_file():
         args += ["--secret", f"id=ca,src={ca}"]
     for name, value in build_args.items():
@@ -263,16 +257,18 @@ def _export(references: Sequence[str], path: Path) -> None:
         partial.replace(path)
 
 
-def _prune(cache: Path, name: str, keep: int = 2) -> None:
-    """Drop all but the newest few archives of a name (other checkouts may use older keys)."""
+def _prune(cache: Path, name: str, keep: int = 3, grace: float = 3600) -> None:
+    """Drop old archives of a name: beyond the newest few, unused for an hour (another
+    checkout or test session may be about to import an older key; each use touches its file)."""
     pattern = re.compile(rf"^{re.escape(name)}-[0-9a-f]{{16}}\.tar$")
-    old = sorted(
+    archives = sorted(
         (p for p in cache.iterdir() if pattern.match(p.name)),
         key=lambda p: p.stat().st_mtime,
         reverse=True,
     )
-    for path in old[keep:]:
-        path.unlink(missing_ok=True)
+    for path in archives[keep:]:
+        if time.time() - path.stat().st_mtime > grace:
+            path.unlink(missing_ok=True)
 
 
 @contextlib.contextmanager
@@ -320,6 +316,7 @@ def ensure_images(
         for name in wanted:
             archive = plan[name]
             if archive.path.is_file():
+                archive.path.touch()  # in use: kept by _prune
                 continue
             _need("buildah")
             for member in ARCHIVES[name]:

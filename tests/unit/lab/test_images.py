@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import time
 from pathlib import Path
 
 import pytest
@@ -118,3 +120,19 @@ def test_the_mlflow_pin_is_the_one_installed() -> None:
     constraints = (REPO_ROOT / "lab/images/mlflow/constraints.txt").read_text()
     assert f"mlflow=={images.MLFLOW_VERSION}" in requirements.splitlines()
     assert f"mlflow=={images.MLFLOW_VERSION}" in constraints.splitlines()
+
+
+def test_prune_keeps_the_newest_and_the_recently_used(tmp_path: Path) -> None:
+    now = time.time()
+    ages = {"a": 10, "b": 20, "c": 30, "d": 600, "e": 7200, "f": 9000}  # seconds since last use
+    for tag, age in ages.items():
+        path = tmp_path / f"mlflow-{tag * 16}.tar"
+        path.write_bytes(b"")
+        os.utime(path, (now - age, now - age))
+    other = tmp_path / f"operator-{'f' * 16}.tar"
+    other.write_bytes(b"")
+    os.utime(other, (now - 9000, now - 9000))
+    images._prune(tmp_path, "mlflow")
+    left = sorted(p.name for p in tmp_path.iterdir())
+    # a-c are the newest three; d was used within the hour; e and f go; other names stay
+    assert left == [f"mlflow-{t * 16}.tar" for t in "abcd"] + [other.name]
