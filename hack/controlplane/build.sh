@@ -5,7 +5,7 @@
 #
 # Usage: hack/controlplane/build.sh [SET...]        (default: controlplane)
 #   controlplane  kube-apiserver kube-controller-manager kube-scheduler kubectl etcd kwok helm
-#   lab           the node tier: kubelet kube-proxy versitygw coredns traefik
+#   lab           the node tier: kubelet kube-proxy versitygw coredns traefik traefik-v2
 # Prints one directory per SET on stdout, in the order given; progress goes to stderr.
 # If KUBEBUILDER_ASSETS names a directory that already holds the controlplane set, that directory
 # is the set's answer and none of it is built (envtest's convention); it does not cover `lab`.
@@ -31,6 +31,7 @@ targets=(
   "lab versitygw versitygw github.com/versity/versitygw/cmd/versitygw"
   "lab coredns coredns github.com/coredns/coredns"
   "lab traefik traefik github.com/traefik/traefik/v3/cmd/traefik"
+  "lab traefik-v2 traefik-v2 github.com/traefik/traefik/v2/cmd/traefik"
 )
 
 log() { printf '[controlplane] %s\n' "$*" >&2; }
@@ -74,6 +75,9 @@ flags_for() {
     traefik)
       version=$(required traefik github.com/traefik/traefik/v3)
       flags=(-ldflags "$ldflags -X github.com/traefik/traefik/v3/pkg/version.Version=$version") ;;
+    traefik-v2)
+      version=$(required traefik-v2 github.com/traefik/traefik/v2)
+      flags=(-ldflags "$ldflags -X github.com/traefik/traefik/v2/pkg/version.Version=$version") ;;
     *) flags=(-ldflags "$ldflags") ;;
   esac
 }
