@@ -8,6 +8,7 @@ import httpx2
 from lightkube import ApiError, AsyncClient, ConfigError, KubeConfig
 
 from experiment_operator.cli.options import RunOptions
+from experiment_operator.runtime import kubeapi
 from experiment_operator.runtime.apply import FIELD_MANAGER
 from experiment_operator.runtime.manager import KindNotServedError, LeadershipLost, Manager
 from experiment_operator.runtime.metrics import ProbeServer
@@ -25,6 +26,7 @@ async def run(options: RunOptions) -> int:
             else KubeConfig.from_env()
         )
         client = AsyncClient(config=config, field_manager=FIELD_MANAGER)  # reads CA, client certs
+        kubeapi.abort_on_close(client)
     except (ConfigError, OSError) as err:
         log.error("no usable kubeconfig: %s", err)
         return 1

@@ -91,6 +91,7 @@ class Informer:
                 continue
             except ApiError as err:
                 if err.status.code == 410:
+                    log.info("%r: resourceVersion %s expired, relisting", self, self._rv)
                     self._rv = None
                     continue
                 error = err

@@ -8,6 +8,8 @@ lightkube's configured (authenticated, instrumented) httpx client.
 from __future__ import annotations
 
 import json
+import socket
+import struct
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -88,6 +90,30 @@ def key_of(obj: Mapping[str, Any]) -> Key:
 def http(client: AsyncClient) -> httpx2.AsyncClient:
     """The httpx client inside lightkube (base URL, TLS and auth already configured)."""
     return client._client._client
+
+
+ABORTIVE_CLOSE = (socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+"""SO_LINGER on, timeout 0: closing the socket resets the connection and discards unsent data."""
+
+
+def abort_on_close(client: AsyncClient) -> None:
+    """Make every connection the client opens from now on reset (RST) when closed.
+
+    A request cancelled mid-flight (a leader stepping down cancels its reconciles) closes its
+    connection. A normal close leaves the request's bytes to the kernel, which keeps sending
+    them for minutes when the network drops them, so after a partition heals a deposed leader's
+    write could still reach the API server — after another replica took over. A reset discards
+    them. httpx offers socket options only when building the transport, which lightkube does:
+    they are set on the transport's connection pool (call before the first request)."""
+    transport: object = http(client)._transport
+    while hasattr(transport, "inner"):  # wrappers such as throttle.RetryAfterTransport
+        transport = transport.inner
+    pool = getattr(transport, "_pool", None)
+    if pool is None or not hasattr(pool, "_socket_options"):
+        raise RuntimeError("unexpected httpx transport: cannot set socket options")
+    options = list(pool._socket_options or [])
+    if ABORTIVE_CLOSE not in options:
+        pool._socket_options = [*options, ABORTIVE_CLOSE]
 
 
 def api_error(response: httpx2.Response) -> ApiError:

@@ -69,8 +69,10 @@ def configure_logging(
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level.upper())
-    # httpx2 logs every request at INFO; rest_client_requests_total counts them instead.
-    logging.getLogger("httpx2").setLevel(max(root.level, logging.WARNING))
+    # httpx2 logs every request at INFO and httpcore2 ten lines per request at DEBUG;
+    # rest_client_requests_total counts them instead.
+    for chatty in ("httpx2", "httpcore2"):
+        logging.getLogger(chatty).setLevel(max(root.level, logging.WARNING))
 
 
 class BoundLogger(logging.LoggerAdapter[logging.Logger]):

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from lightkube import AsyncClient
 from lightkube.core import resource as lkr
 
-from . import kubeapi, metrics
+from . import kubeapi, metrics, throttle
 from .cache import cache_transform
 from .controller import Controller
 from .informer import Handler, Informer
@@ -161,6 +161,8 @@ class Manager:
     async def run(self) -> None:
         """Run until `stop()`, a signal or cancellation; raises LeadershipLost if demoted."""
         metrics.instrument_client(self.client)
+        throttle.honour_retry_after(self.client)
+        kubeapi.abort_on_close(self.client)  # a deposed leader's writes must not linger
         loop = asyncio.get_running_loop()
         if self._handle_signals:
             for sig in (signal.SIGTERM, signal.SIGINT):

@@ -70,6 +70,12 @@ API_REQUESTS = Counter(
     "Number of Kubernetes API requests, partitioned by verb and HTTP status code.",
     ["verb", "code"],
 )
+API_RETRIES = Counter(
+    "rest_client_request_retries_total",
+    "Number of Kubernetes API requests sent again because the server answered 429 or 5xx with "
+    "Retry-After, partitioned by verb and the HTTP status code that caused the retry.",
+    ["verb", "code"],
+)
 LEADER_STATUS = Gauge(
     "leader_election_master_status",
     "1 while this process holds the named leader-election Lease, else 0.",

@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 import httpx2
+from lightkube import AsyncClient, KubeConfig
 from lightkube.generic_resource import create_global_resource, create_namespaced_resource
 from lightkube.resources.apps_v1 import Deployment
 from lightkube.resources.core_v1 import Namespace
 
-from experiment_operator.runtime.kubeapi import KindInfo, api_error, format_selector
+from experiment_operator.runtime.kubeapi import (
+    ABORTIVE_CLOSE,
+    KindInfo,
+    abort_on_close,
+    api_error,
+    format_selector,
+    http,
+)
+from experiment_operator.runtime.throttle import RetryAfterTransport, honour_retry_after
 
 
 def test_paths_for_core_grouped_generic_and_cluster_scoped_kinds() -> None:
@@ -37,3 +46,23 @@ def test_api_error_from_status_and_from_plain_text() -> None:
     assert api_error(httpx2.Response(410, json=status, request=request)).status.code == 410
     plain = api_error(httpx2.Response(503, text="unavailable", request=request))
     assert (plain.status.code, plain.status.message) == (503, "unavailable")
+
+
+def test_connections_reset_when_closed() -> None:
+    """Also through the Retry-After wrapper, and only once however often it is called."""
+    config = KubeConfig.from_dict(
+        {
+            "clusters": [{"name": "c", "cluster": {"server": "https://127.0.0.1:6443"}}],
+            "users": [{"name": "u", "user": {"token": "t"}}],
+            "contexts": [{"name": "x", "context": {"cluster": "c", "user": "u"}}],
+            "current-context": "x",
+        }
+    )
+    client = AsyncClient(config=config)
+    honour_retry_after(client)
+    abort_on_close(client)
+    abort_on_close(client)
+    transport = http(client)._transport
+    assert isinstance(transport, RetryAfterTransport)
+    pool = transport.inner._pool  # type: ignore[attr-defined]
+    assert pool._socket_options == [ABORTIVE_CLOSE]

@@ -73,3 +73,11 @@ def test_text_format_and_level() -> None:
     assert "hidden" not in text
     assert "WARNING" in text
     assert "t: shown key=ns/a" in text
+
+
+@pytest.mark.usefixtures("restore_root_logger")
+def test_http_client_libraries_stay_quiet_at_debug() -> None:
+    """Per-request lines would drown the operator's own at --log-level=debug."""
+    configure_logging("json", "DEBUG", io.StringIO())
+    for chatty in ("httpx2", "httpcore2"):
+        assert not logging.getLogger(chatty).isEnabledFor(logging.INFO)
