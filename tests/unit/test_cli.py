@@ -35,6 +35,11 @@ def test_defaults() -> None:
         leader_elect=True,
         leader_election_namespace="default",
         leader_election_id="experiment-operator",
+        leader_election_identity=None,
+        pod_uid=None,
+        leader_election_lease_duration=15.0,
+        leader_election_renew_deadline=10.0,
+        leader_election_retry_period=2.0,
         metrics_bind_address=("0.0.0.0", 8080),
         health_probe_bind_address=("0.0.0.0", 8081),
         log_format="text",
@@ -63,8 +68,16 @@ def test_flags() -> None:
             "--log-level=DEBUG",
             "--resync-period=1h30m",
             "--kubeconfig=/tmp/kc",
+            "--leader-election-lease-duration=4s",
+            "--leader-election-renew-deadline=3",
+            "--leader-election-retry-period=500ms",
         ]
     )
+    assert (
+        opts.leader_election_lease_duration,
+        opts.leader_election_renew_deadline,
+        opts.leader_election_retry_period,
+    ) == (4.0, 3.0, 0.5)
     assert opts.ingress_controller is IngressController.NGINX
     assert opts.nginx_ingress_class == "internal"
     assert opts.namespaces == ["team-a", "team-b", "team-c"]
@@ -86,6 +99,8 @@ def test_environment_as_the_chart_sets_it() -> None:
         "EXPERIMENT_OPERATOR_MAX_CONCURRENT_RECONCILES": "2",
         "EXPERIMENT_OPERATOR_LEADER_ELECT": "false",
         "EXPERIMENT_OPERATOR_LEADER_ELECTION_NAMESPACE": "experiment-operator-system",
+        "EXPERIMENT_OPERATOR_LEADER_ELECTION_IDENTITY": "experiment-operator-7d9f-x2k4p",
+        "EXPERIMENT_OPERATOR_POD_UID": "0b6a3c1e-5d2f-4a7b-9c8d-1e2f3a4b5c6d",
         "EXPERIMENT_OPERATOR_METRICS_BIND_ADDRESS": ":8080",
         "EXPERIMENT_OPERATOR_HEALTH_PROBE_BIND_ADDRESS": ":8081",
         "EXPERIMENT_OPERATOR_LOG_FORMAT": "json",
@@ -98,6 +113,8 @@ def test_environment_as_the_chart_sets_it() -> None:
     assert opts.max_concurrent_reconciles == 2
     assert opts.leader_elect is False
     assert opts.leader_election_namespace == "experiment-operator-system"
+    assert opts.leader_election_identity == "experiment-operator-7d9f-x2k4p"
+    assert opts.pod_uid == "0b6a3c1e-5d2f-4a7b-9c8d-1e2f3a4b5c6d"
     assert opts.log_format == "json"
     assert opts.resync_period == 36000.0
 
@@ -126,6 +143,8 @@ def test_leader_election_namespace_defaults_to_the_pods(tmp_path: Path) -> None:
         ([], {"EXPERIMENT_OPERATOR_LEADER_ELECT": "maybe"}, "EXPERIMENT_OPERATOR_LEADER_ELECT"),
         ([], {"EXPERIMENT_OPERATOR_LOG_LEVEL": "loud"}, "EXPERIMENT_OPERATOR_LOG_LEVEL='loud'"),
         ([], {"EXPERIMENT_OPERATOR_RESYNC_PERIOD": "-5"}, "must be positive"),
+        (["--leader-election-renew-deadline=20s"], {}, "lease duration (15s) > renew deadline"),
+        (["--leader-election-retry-period=10s"], {}, "renew deadline (10s) > retry period"),
     ],
 )
 def test_bad_options_exit_with_a_clear_message(

@@ -116,6 +116,11 @@ class RunOptions:
     leader_elect: bool
     leader_election_namespace: str
     leader_election_id: str
+    leader_election_identity: str | None
+    pod_uid: str | None
+    leader_election_lease_duration: float
+    leader_election_renew_deadline: float
+    leader_election_retry_period: float
     metrics_bind_address: tuple[str, int] | None
     health_probe_bind_address: tuple[str, int] | None
     log_format: str
@@ -200,6 +205,48 @@ RUN_OPTIONS = (
         "experiment-operator",
         "name of the leader-election Lease",
         "NAME",
+    ),
+    _Option(
+        "--leader-election-identity",
+        name,
+        None,
+        "this replica's name in the leader-election Lease; the Helm chart and config/ pass the "
+        "Pod's name",
+        "NAME",
+        shown_default="the host name, which is the Pod's name in a cluster",
+    ),
+    _Option(
+        "--pod-uid",
+        name,
+        None,
+        "the Pod's UID (downward API metadata.uid): a restarted container of the same Pod takes "
+        "its leader-election Lease back at once instead of waiting for it to expire, since the "
+        "kubelet never runs two instances of a container at once; leave unset outside a Pod",
+        "UID",
+        shown_default="unset: a restarted process waits for its old Lease to expire",
+    ),
+    _Option(
+        "--leader-election-lease-duration",
+        duration,
+        "15s",
+        "how long a Lease that is no longer renewed blocks the other replicas (the failover "
+        "time after a crash); must exceed the renew deadline",
+        "DURATION",
+    ),
+    _Option(
+        "--leader-election-renew-deadline",
+        duration,
+        "10s",
+        "the leader stops reconciling if it could not renew its Lease for this long, before "
+        "any other replica may take over; must exceed the retry period",
+        "DURATION",
+    ),
+    _Option(
+        "--leader-election-retry-period",
+        duration,
+        "2s",
+        "how often the leader renews its Lease and the other replicas try to acquire it",
+        "DURATION",
     ),
     _Option(
         "--metrics-bind-address",
@@ -332,6 +379,14 @@ def run_options(
         if args.leader_elect is not None
         else from_env(f"{ENV_PREFIX}LEADER_ELECT", boolean, "true")
     )
+    lease = values["leader_election_lease_duration"]
+    renew = values["leader_election_renew_deadline"]
+    retry = values["leader_election_retry_period"]
+    if not lease > renew > retry:
+        parser.error(
+            f"leader election needs lease duration ({lease:g}s) > renew deadline ({renew:g}s) "
+            f"> retry period ({retry:g}s)"
+        )
     if values["leader_election_namespace"] is None:
         values["leader_election_namespace"] = pod_namespace(namespace_file)
     values["ingress_controller"] = IngressController(values["ingress_controller"])

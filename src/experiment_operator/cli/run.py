@@ -49,6 +49,13 @@ async def run(options: RunOptions) -> int:
             leader_election=options.leader_elect,
             leader_election_namespace=options.leader_election_namespace,
             leader_election_id=options.leader_election_id,
+            identity=options.leader_election_identity,
+            instance=options.pod_uid or "",
+            lease_timings=(
+                options.leader_election_lease_duration,
+                options.leader_election_renew_deadline,
+                options.leader_election_retry_period,
+            ),
             probe_address=options.health_probe_bind_address,
             resync_period=options.resync_period,
             handle_signals=True,

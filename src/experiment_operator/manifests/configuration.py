@@ -42,7 +42,11 @@ HELM_VALUES: dict[str, str] = {
     "--resync-period": "resyncPeriod",
 }
 """The chart value behind each option; the options not here the chart does not expose."""
-CHART_FIXED = {"--leader-election-namespace": "the release namespace (from the Pod)"}
+CHART_FIXED = {
+    "--leader-election-namespace": "the release namespace (from the Pod)",
+    "--leader-election-identity": "the Pod's name",
+    "--pod-uid": "the Pod's UID",
+}
 """Options the chart sets without a value."""
 
 _HELP = re.compile(

@@ -78,6 +78,15 @@ def container_security_context() -> Obj:
     }
 
 
+POD_FIELDS = (
+    ("LEADER_ELECTION_NAMESPACE", "namespace"),
+    ("LEADER_ELECTION_IDENTITY", "name"),
+    ("POD_UID", "uid"),
+)
+"""Options set from the Pod (downward API): the Lease lives in the operator's namespace, names
+the Pod, and a restarted container of the same Pod (same UID) takes it back at once."""
+
+
 def deployment(image_ref: str | None = None) -> Obj:
     """One replica with leader election (scale up safely), restricted Pod Security settings."""
     probe = {"httpGet": {"path": "/healthz", "port": "health"}}
@@ -94,9 +103,10 @@ def deployment(image_ref: str | None = None) -> Obj:
         ],
         "env": [
             {
-                "name": f"{ENV_PREFIX}LEADER_ELECTION_NAMESPACE",
-                "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}},
+                "name": f"{ENV_PREFIX}{name}",
+                "valueFrom": {"fieldRef": {"fieldPath": f"metadata.{field}"}},
             }
+            for name, field in POD_FIELDS
         ],
         "ports": [
             {"name": "metrics", "containerPort": METRICS_PORT, "protocol": "TCP"},

@@ -5,14 +5,23 @@ clock since we last saw the lease record change, never by comparing timestamps w
 hosts (clock skew). A leader that cannot renew within `renew_deadline` cancels `lead()` before
 the lease can expire for anyone else; on graceful shutdown the Lease is released so a successor
 takes over at once.
+
+Unlike client-go, the holder is a process, not just an identity: every elector writes its own
+random incarnation next to `holderIdentity` (annotation `HOLDER_ANNOTATION`), so two live
+processes that share an identity (a stable Pod name) are never both leader. A process whose
+identity *and* instance (the Pod's UID) match the holder's is a restarted container of the same
+Pod: the kubelet never runs two instances of a container at once, so the previous holder is dead
+and the Lease is taken back at once instead of after it expires.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import logging
 import math
+import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -27,6 +36,9 @@ from .metrics import LEADER_STATUS
 
 log = logging.getLogger(__name__)
 
+HOLDER_ANNOTATION = "leaderelection.experiment.aiscope/holder"
+"""`<instance>/<incarnation>` of the process holding the Lease (instance may be empty)."""
+
 
 def _micro_now() -> datetime:
     """Now, for a MicroTime field.
@@ -39,7 +51,18 @@ def _micro_now() -> datetime:
 
 
 def _record(lease: Lease) -> dict[str, Any]:
-    return lease.spec.to_dict() if lease.spec else {}
+    record = lease.spec.to_dict() if lease.spec else {}
+    record["holder"] = _annotation(lease)
+    return record
+
+
+def _annotation(lease: Lease | None) -> str:
+    annotations = lease.metadata.annotations if lease and lease.metadata else None
+    return str((annotations or {}).get(HOLDER_ANNOTATION, ""))
+
+
+def _holder_identity(lease: Lease | None) -> str:
+    return str((lease.spec.holderIdentity if lease and lease.spec else None) or "")
 
 
 class LeaderElector:
@@ -52,6 +75,7 @@ class LeaderElector:
         namespace: str,
         name: str,
         identity: str,
+        instance: str = "",
         lease_duration: float = 15,
         renew_deadline: float = 10,
         retry_period: float = 2,
@@ -60,10 +84,14 @@ class LeaderElector:
             raise ValueError("need lease_duration > renew_deadline > retry_period > 0")
         if not identity:
             raise ValueError("identity must not be empty")
+        if "/" in instance:
+            raise ValueError("instance must not contain '/'")
         self._client = client
         self._namespace = namespace
         self._name = name
         self._identity = identity
+        self._instance = instance
+        self._incarnation = uuid.uuid4().hex
         self._lease_duration = lease_duration
         self._renew_deadline = renew_deadline
         self._retry_period = retry_period
@@ -79,6 +107,11 @@ class LeaderElector:
     @property
     def identity(self) -> str:
         return self._identity
+
+    @property
+    def holder(self) -> str:
+        """What this process writes into `HOLDER_ANNOTATION`: `<instance>/<incarnation>`."""
+        return f"{self._instance}/{self._incarnation}"
 
     async def run(self, lead: Callable[[], Awaitable[None]]) -> None:
         """Acquire the Lease, run `lead()` while renewing it, and return when leadership ends.
@@ -112,7 +145,10 @@ class LeaderElector:
         loop = asyncio.get_running_loop()
         while True:
             started = loop.time()
-            if await self._attempt(self._retry_period):
+            # Bounded by the renew deadline, not the retry period: an API server slower than
+            # the retry period must not keep a standby from ever seeing the Lease. A slow
+            # acquisition is safe: the deadline counts from when the write was sent.
+            if await self._attempt(self._renew_deadline):
                 log.info("acquired lease", extra=self._log_fields())
                 return
             await asyncio.sleep(max(0.0, started + self._retry_period - loop.time()))
@@ -168,15 +204,24 @@ class LeaderElector:
                 raise
             return await self._create(sent)
         self._observe(current)
-        if self._held_by_other() and not self._observed_expired():
+        if self._held_by_other() and not self._observed_expired() and not self._reclaimable():
             return False
+        if self._reclaimable():
+            log.info(
+                "taking back the lease of an earlier process of this instance",
+                extra={**self._log_fields(), "previous": _annotation(current)},
+            )
         await self._write(current, self._renewed_spec(current), loop.time())
         return True
 
     async def _create(self, sent: float) -> bool:
         now = _micro_now()
         lease = Lease(
-            metadata=ObjectMeta(name=self._name, namespace=self._namespace),
+            metadata=ObjectMeta(
+                name=self._name,
+                namespace=self._namespace,
+                annotations={HOLDER_ANNOTATION: self.holder},
+            ),
             spec=LeaseSpec(
                 holderIdentity=self._identity,
                 leaseDurationSeconds=math.ceil(self._lease_duration),
@@ -198,7 +243,7 @@ class LeaderElector:
     def _renewed_spec(self, lease: Lease) -> LeaseSpec:
         old = lease.spec or LeaseSpec()
         now = _micro_now()
-        ours = old.holderIdentity == self._identity
+        ours = self._is_ours(lease)
         return LeaseSpec(
             holderIdentity=self._identity,
             leaseDurationSeconds=math.ceil(self._lease_duration),
@@ -209,22 +254,50 @@ class LeaderElector:
 
     async def _write(self, lease: Lease, spec: LeaseSpec, sent: float) -> None:
         """Replace the lease with optimistic concurrency (its resourceVersion): 409 if it moved."""
-        updated = await self._client.replace(Lease(metadata=lease.metadata, spec=spec))
+        updated = await self._client.replace(Lease(metadata=self._metadata(lease), spec=spec))
         self._renewed_at = sent
         self._observe(updated)
+
+    def _metadata(self, lease: Lease, holder: str | None = None) -> ObjectMeta:
+        """The lease's metadata (with its resourceVersion) naming `holder` (default: us)."""
+        meta = copy.copy(lease.metadata) if lease.metadata else ObjectMeta()
+        annotations = dict(meta.annotations or {})
+        annotations.pop(HOLDER_ANNOTATION, None)
+        if holder is None:
+            holder = self.holder
+        if holder:
+            annotations[HOLDER_ANNOTATION] = holder
+        meta.annotations = annotations or None
+        return meta
 
     def _observe(self, lease: Lease) -> None:
         previous, self._lease = self._lease, lease
         if previous is None or _record(lease) != _record(previous):
             self._observed_at = asyncio.get_running_loop().time()
-            holder = _record(lease).get("holderIdentity")
-            before = _record(previous).get("holderIdentity") if previous else None
-            if holder and holder != before:
-                log.info("observed leader", extra={**self._log_fields(), "leader": holder})
+            leader, holder = _holder_identity(lease), _annotation(lease)
+            before = (_holder_identity(previous), _annotation(previous)) if previous else None
+            if leader and (leader, holder) != before:
+                log.info(
+                    "observed leader",
+                    extra={**self._log_fields(), "leader": leader, "leaderHolder": holder},
+                )
+
+    def _is_ours(self, lease: Lease | None) -> bool:
+        """Whether this very process holds `lease` (identity and incarnation)."""
+        return _holder_identity(lease) == self._identity and _annotation(lease) == self.holder
 
     def _held_by_other(self) -> bool:
-        holder = self._lease.spec.holderIdentity if self._lease and self._lease.spec else None
-        return bool(holder) and holder != self._identity
+        """Held by anyone but this process, including an earlier process of our identity."""
+        return bool(_holder_identity(self._lease)) and not self._is_ours(self._lease)
+
+    def _reclaimable(self) -> bool:
+        """Held by an earlier process of this identity and instance (a restarted container),
+        while we campaign: it is dead, so its lease need not expire first. A leader never
+        reclaims: a later process of our instance has taken over, and we step down."""
+        if self._leading or not self._instance or not self._held_by_other():
+            return False
+        instance, _, _ = _annotation(self._lease).rpartition("/")
+        return _holder_identity(self._lease) == self._identity and instance == self._instance
 
     def _observed_expired(self) -> bool:
         spec = self._lease.spec if self._lease else None
@@ -246,13 +319,17 @@ class LeaderElector:
         )
         with contextlib.suppress(Exception):
             async with asyncio.timeout(self._renew_deadline):
-                await self._client.replace(Lease(metadata=lease.metadata, spec=spec))
+                await self._client.replace(Lease(metadata=self._metadata(lease, ""), spec=spec))
                 log.info("released lease", extra=self._log_fields())
                 return
         log.warning("could not release lease; successor waits for expiry", extra=self._log_fields())
 
     def _log_fields(self) -> dict[str, str]:
-        return {"lease": f"{self._namespace}/{self._name}", "identity": self._identity}
+        return {
+            "lease": f"{self._namespace}/{self._name}",
+            "identity": self._identity,
+            "holder": self.holder,
+        }
 
 
 def _why(exc: BaseException) -> str:

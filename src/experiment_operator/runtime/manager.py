@@ -11,7 +11,6 @@ import asyncio
 import logging
 import signal
 import socket
-import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
@@ -53,9 +52,11 @@ class _Cache:
 class Manager:
     """Runs controllers against shared, label-selectable caches, optionally only while leader.
 
-    `lease_timings` are (lease_duration, renew_deadline, retry_period) in seconds, client-go's
-    defaults; `probe_address` (host, port) serves /healthz, /readyz and /metrics (port 0 picks
-    a free port, see `probe.port`)."""
+    `identity` names this replica in the Lease (default: the host name, i.e. the Pod's name);
+    `instance` is the Pod's UID, which lets a restarted container take its Lease back at once
+    (see `LeaderElector`). `lease_timings` are (lease_duration, renew_deadline, retry_period)
+    in seconds, client-go's defaults; `probe_address` (host, port) serves /healthz, /readyz and
+    /metrics (port 0 picks a free port, see `probe.port`)."""
 
     def __init__(
         self,
@@ -67,6 +68,7 @@ class Manager:
         leader_election_namespace: str = "default",
         leader_election_id: str = "experiment-operator",
         identity: str | None = None,
+        instance: str = "",
         lease_timings: tuple[float, float, float] = (15.0, 10.0, 2.0),
         probe_address: tuple[str, int] | None = None,
         resync_period: float = 10 * 3600.0,
@@ -76,7 +78,8 @@ class Manager:
         self.namespaces = namespaces or None
         self.owned_label_selector = dict(owned_label_selector or {}) or None
         self.resync_period = resync_period
-        self.identity = identity or f"{socket.gethostname()}_{uuid.uuid4()}"
+        self.identity = identity or socket.gethostname()
+        self.instance = instance
         self._leader_election = leader_election
         self._lease_namespace = leader_election_namespace
         self._lease_name = leader_election_id
@@ -200,6 +203,7 @@ class Manager:
             namespace=self._lease_namespace,
             name=self._lease_name,
             identity=self.identity,
+            instance=self.instance,
             lease_duration=self._lease_timings[0],
             renew_deadline=self._lease_timings[1],
             retry_period=self._lease_timings[2],

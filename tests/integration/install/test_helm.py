@@ -138,6 +138,11 @@ def test_every_documented_value_sets_its_option(helm: Helm) -> None:
         leader_elect=False,
         leader_election_namespace="default",  # the chart sets it from the Pod: not a value
         leader_election_id="ops-lease",
+        leader_election_identity=None,  # from the Pod: not a value
+        pod_uid=None,
+        leader_election_lease_duration=15.0,
+        leader_election_renew_deadline=10.0,
+        leader_election_retry_period=2.0,
         metrics_bind_address=("0.0.0.0", 9090),
         health_probe_bind_address=("0.0.0.0", 9091),
         log_format="text",

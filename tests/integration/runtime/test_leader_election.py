@@ -9,6 +9,7 @@ import signal
 import sys
 import time
 from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
@@ -20,13 +21,14 @@ from lightkube.resources.coordination_v1 import Lease
 from lightkube.types import PatchType
 
 from experiment_lab.cluster import Cluster
+from experiment_lab.faults import TcpProxy
 from experiment_lab.wait import eventually
 from experiment_operator.runtime.leaderelection import LeaderElector
 
 pytestmark = pytest.mark.integration
 
 LEASE = "test-lock"
-TIMINGS = {"lease_duration": 4.0, "renew_deadline": 3.0, "retry_period": 0.5}
+LEASE_DURATION, RENEW_DEADLINE, RETRY_PERIOD = 4.0, 3.0, 0.5
 
 CHILD = """
 import asyncio, sys
@@ -35,8 +37,9 @@ from experiment_operator.runtime.leaderelection import LeaderElector
 
 async def main() -> None:
     client = AsyncClient(config=KubeConfig.from_file(sys.argv[1]))
-    elector = LeaderElector(client, namespace=sys.argv[2], name=sys.argv[3], identity="child",
-                            lease_duration=4, renew_deadline=3, retry_period=0.5)
+    elector = LeaderElector(client, namespace=sys.argv[2], name=sys.argv[3], identity=sys.argv[4],
+                            instance=sys.argv[5], lease_duration=4, renew_deadline=3,
+                            retry_period=0.5)
     async def lead() -> None:
         print("LEADING", flush=True)
         await asyncio.Event().wait()
@@ -72,10 +75,17 @@ async def candidates(
 ) -> AsyncIterator[Callable[..., Candidate]]:
     made: list[tuple[AsyncClient, Candidate]] = []
 
-    def make(identity: str, client: AsyncClient | None = None) -> Candidate:
+    def make(identity: str, client: AsyncClient | None = None, instance: str = "") -> Candidate:
         client = client or new_client()
         elector = LeaderElector(
-            client, namespace=namespace, name=LEASE, identity=identity, **TIMINGS
+            client,
+            namespace=namespace,
+            name=LEASE,
+            identity=identity,
+            instance=instance,
+            lease_duration=LEASE_DURATION,
+            renew_deadline=RENEW_DEADLINE,
+            retry_period=RETRY_PERIOD,
         )
         candidate = Candidate(elector)
         made.append((client, candidate))
@@ -103,7 +113,7 @@ async def test_one_leader_and_graceful_handover(
     a.start()
     await asyncio.wait_for(a.leading.wait(), 10)
     b.start()
-    await asyncio.sleep(2 * TIMINGS["lease_duration"])  # b keeps trying for two lease durations
+    await asyncio.sleep(2 * LEASE_DURATION)  # b keeps trying for two lease durations
     assert a.elector.is_leader
     assert not b.leading.is_set()
     assert not b.elector.is_leader
@@ -132,16 +142,18 @@ async def test_simultaneous_candidates_elect_exactly_one(
     for candidate in group:
         candidate.start()
     await eventually(lambda: any(c.leading.is_set() for c in group), within=10, interval=0.05)
-    await asyncio.sleep(2 * TIMINGS["lease_duration"])
+    await asyncio.sleep(2 * LEASE_DURATION)
     leaders = [c for c in group if c.leading.is_set()]
     assert len(leaders) == 1
     assert [c.elector.is_leader for c in group].count(True) == 1
     assert (await _lease(kube, namespace)).holderIdentity == leaders[0].elector.identity
 
 
-async def test_crashed_leader_is_replaced_after_lease_expiry(
-    candidates: Callable[..., Candidate], cluster: Cluster, kube: AsyncClient, namespace: str
-) -> None:
+@asynccontextmanager
+async def child_leader(
+    cluster: Cluster, namespace: str, identity: str = "child", instance: str = ""
+) -> AsyncIterator[asyncio.subprocess.Process]:
+    """A leader in another process (so it can be killed -9), yielded once it leads."""
     child = await asyncio.create_subprocess_exec(
         sys.executable,
         "-c",
@@ -149,6 +161,8 @@ async def test_crashed_leader_is_replaced_after_lease_expiry(
         str(cluster.kubeconfig),
         namespace,
         LEASE,
+        identity,
+        instance,
         stdout=asyncio.subprocess.PIPE,
         env=cluster.env,
     )
@@ -156,26 +170,89 @@ async def test_crashed_leader_is_replaced_after_lease_expiry(
         assert child.stdout is not None
         line = await asyncio.wait_for(child.stdout.readline(), 30)
         assert line.strip() == b"LEADING"
-        survivor = candidates("survivor")
-        survivor.start()
-        await asyncio.sleep(1)  # let it observe the child's renewals
-        assert not survivor.leading.is_set()
-
-        os.kill(child.pid, signal.SIGKILL)
-        await child.wait()
-        killed = time.monotonic()
-        await asyncio.sleep(1)
-        assert not survivor.leading.is_set(), "took over before the dead leader's lease expired"
-        await asyncio.wait_for(
-            survivor.leading.wait(), TIMINGS["lease_duration"] + 2 * TIMINGS["retry_period"] + 2
-        )
-        assert time.monotonic() - killed >= TIMINGS["lease_duration"] - 2 * TIMINGS["retry_period"]
+        yield child
     finally:
         if child.returncode is None:
             child.kill()
             await child.wait()
+
+
+async def kill(child: asyncio.subprocess.Process) -> float:
+    os.kill(child.pid, signal.SIGKILL)
+    await child.wait()
+    return time.monotonic()
+
+
+async def test_crashed_leader_is_replaced_after_lease_expiry(
+    candidates: Callable[..., Candidate], cluster: Cluster, kube: AsyncClient, namespace: str
+) -> None:
+    async with child_leader(cluster, namespace) as child:
+        survivor = candidates("survivor")
+        survivor.start()
+        await asyncio.sleep(1)  # let it observe the child's renewals
+        assert not survivor.leading.is_set()
+        killed = await kill(child)
+        await asyncio.sleep(1)
+        assert not survivor.leading.is_set(), "took over before the dead leader's lease expired"
+        await asyncio.wait_for(survivor.leading.wait(), LEASE_DURATION + 2 * RETRY_PERIOD + 2)
+        assert time.monotonic() - killed >= LEASE_DURATION - 2 * RETRY_PERIOD
     spec = await _lease(kube, namespace)
     assert (spec.holderIdentity, spec.leaseTransitions) == ("survivor", 1)
+
+
+async def test_restarted_container_takes_its_lease_back_at_once(
+    candidates: Callable[..., Candidate], cluster: Cluster, kube: AsyncClient, namespace: str
+) -> None:
+    """Same Pod name and UID: the previous process is dead (the kubelet runs one at a time)."""
+    async with child_leader(cluster, namespace, "pod-a", "uid-a") as child:
+        await kill(child)
+    restarted = candidates("pod-a", instance="uid-a")
+    started = time.monotonic()
+    restarted.start()
+    await asyncio.wait_for(restarted.leading.wait(), LEASE_DURATION)
+    assert time.monotonic() - started < LEASE_DURATION - RETRY_PERIOD, "it waited for expiry"
+    spec = await _lease(kube, namespace)
+    assert (spec.holderIdentity, spec.leaseTransitions) == ("pod-a", 1)
+
+
+async def test_same_name_in_another_pod_waits_for_expiry(
+    candidates: Callable[..., Candidate], cluster: Cluster, namespace: str
+) -> None:
+    """A Pod of the same name with another UID (a recreated StatefulSet Pod, or two processes
+    on one host): the previous holder may be alive, so only expiry proves it is not."""
+    async with child_leader(cluster, namespace, "pod-a", "uid-a") as child:
+        killed = await kill(child)
+    other = candidates("pod-a", instance="uid-b")
+    other.start()
+    await asyncio.wait_for(other.leading.wait(), LEASE_DURATION + 2 * RETRY_PERIOD + 2)
+    assert time.monotonic() - killed >= LEASE_DURATION - 2 * RETRY_PERIOD
+
+
+async def test_two_live_processes_with_one_name_never_both_lead(
+    candidates: Callable[..., Candidate], cluster: Cluster, namespace: str
+) -> None:
+    async with child_leader(cluster, namespace, "pod-a", "uid-a"):
+        twin = candidates("pod-a", instance="uid-b")
+        twin.start()
+        await asyncio.sleep(2 * LEASE_DURATION)
+        assert not twin.leading.is_set()
+
+
+async def test_leader_steps_down_when_a_newer_process_of_its_pod_takes_over(
+    candidates: Callable[..., Candidate], namespace: str
+) -> None:
+    """Should the kubelet ever run two processes of one container, the newer one wins and the
+    older stops at its next renewal; it never takes the lease back."""
+    old = candidates("pod-a", instance="uid-a")
+    old.start()
+    await asyncio.wait_for(old.leading.wait(), 10)
+    new = candidates("pod-a", instance="uid-a")
+    new.start()
+    await asyncio.wait_for(new.leading.wait(), LEASE_DURATION)
+    await asyncio.wait_for(old.stopped.wait(), RENEW_DEADLINE + 2 * RETRY_PERIOD)
+    await asyncio.sleep(2 * RETRY_PERIOD)
+    assert new.elector.is_leader
+    assert not new.stopped.is_set()
 
 
 async def test_leader_stops_when_lease_is_stolen(
@@ -188,10 +265,10 @@ async def test_leader_stops_when_lease_is_stolen(
     await kube.patch(Lease, LEASE, theft, namespace=namespace, patch_type=PatchType.MERGE)
     stolen = time.monotonic()
 
-    await asyncio.wait_for(leader.stopped.wait(), TIMINGS["lease_duration"])
+    await asyncio.wait_for(leader.stopped.wait(), LEASE_DURATION)
     assert leader.task is not None
     await asyncio.wait_for(leader.task, 1)  # run() returns: the caller exits
-    assert time.monotonic() - stolen < TIMINGS["lease_duration"]
+    assert time.monotonic() - stolen < LEASE_DURATION
     assert not leader.elector.is_leader
     assert (await _lease(kube, namespace)).holderIdentity == "thief"  # and it is not released
 
@@ -204,7 +281,7 @@ async def test_partitioned_leader_stops_before_its_lease_expires(
     server = urlsplit(config.cluster.server)
     assert server.hostname is not None
     assert server.port is not None
-    async with _TcpProxy(server.hostname, server.port) as proxy:
+    async with TcpProxy(server.hostname, server.port) as proxy:
         raw = yaml.safe_load(cluster.kubeconfig.read_text())
         for entry in raw["clusters"]:
             entry["cluster"]["server"] = f"https://{server.hostname}:{proxy.port}"
@@ -214,10 +291,10 @@ async def test_partitioned_leader_stops_before_its_lease_expires(
         await asyncio.wait_for(leader.leading.wait(), 10)
         await asyncio.sleep(1)  # a few successful renewals through the proxy
         assert not leader.stopped.is_set()
-        await proxy.cut()
+        proxy.partition()
         cut = time.monotonic()
-        await asyncio.wait_for(leader.stopped.wait(), TIMINGS["lease_duration"])
-        assert time.monotonic() - cut < TIMINGS["lease_duration"]
+        await asyncio.wait_for(leader.stopped.wait(), LEASE_DURATION)
+        assert time.monotonic() - cut < LEASE_DURATION
         assert leader.task is not None
         await asyncio.wait_for(leader.task, 1)
 
@@ -230,55 +307,18 @@ async def test_lead_failure_releases_the_lease_and_propagates(
 
     client = new_client()
     try:
-        elector = LeaderElector(client, namespace=namespace, name=LEASE, identity="x", **TIMINGS)
+        elector = LeaderElector(
+            client,
+            namespace=namespace,
+            name=LEASE,
+            identity="x",
+            lease_duration=LEASE_DURATION,
+            renew_deadline=RENEW_DEADLINE,
+            retry_period=RETRY_PERIOD,
+        )
         with pytest.raises(RuntimeError, match="reconciler crashed"):
             await asyncio.wait_for(elector.run(crash), 10)
     finally:
         await client.close()
     spec = await _lease(kube, namespace)
     assert (spec.holderIdentity, spec.leaseDurationSeconds) == (None, 1)
-
-
-class _TcpProxy:
-    """Forwards TCP to the API server until `cut()`, which drops every connection: a partition."""
-
-    def __init__(self, host: str, port: int) -> None:
-        self._target = (host, port)
-        self._server: asyncio.Server | None = None
-        self._writers: set[asyncio.StreamWriter] = set()
-
-    @property
-    def port(self) -> int:
-        assert self._server is not None
-        port: int = self._server.sockets[0].getsockname()[1]
-        return port
-
-    async def __aenter__(self) -> _TcpProxy:
-        self._server = await asyncio.start_server(self._serve, self._target[0], 0)
-        return self
-
-    async def __aexit__(self, *_: object) -> None:
-        await self.cut()
-
-    async def cut(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            self._server = None
-        for writer in list(self._writers):
-            writer.close()
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        up_reader, up_writer = await asyncio.open_connection(*self._target)
-        self._writers |= {writer, up_writer}
-        await asyncio.gather(
-            _pipe(reader, up_writer), _pipe(up_reader, writer), return_exceptions=True
-        )
-
-
-async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    try:
-        while data := await reader.read(65536):
-            writer.write(data)
-            await writer.drain()
-    finally:
-        writer.close()
