@@ -146,15 +146,58 @@ def binding(
     }
 
 
+LEADER_ELECTION_FLOW_PRECEDENCE = 200
+"""Like Kubernetes' own `workload-leader-election` FlowSchema: ahead of every schema that
+classifies ordinary ServiceAccount traffic (9000 and up) and of typical limits an administrator
+sets on a busy operator, so throttling its reconciles never starves its Lease renewals."""
+
+
+def leader_election_flow_schema(
+    name: str, namespace: str, account: str, *, labels: dict[str, str] | None = None
+) -> Obj:
+    """API Priority and Fairness: the operator's Lease requests go to the built-in
+    `leader-election` priority level. Without it they share the operator's own level, and a
+    throttled operator (429s) cannot renew in time, loses leadership and restarts."""
+    return {
+        "apiVersion": "flowcontrol.apiserver.k8s.io/v1",
+        "kind": "FlowSchema",
+        "metadata": _meta(name, None, labels),
+        "spec": {
+            "matchingPrecedence": LEADER_ELECTION_FLOW_PRECEDENCE,
+            "priorityLevelConfiguration": {"name": "leader-election"},
+            "distinguisherMethod": {"type": "ByUser"},
+            "rules": [
+                {
+                    "subjects": [
+                        {
+                            "kind": "ServiceAccount",
+                            "serviceAccount": {"name": account, "namespace": namespace},
+                        }
+                    ],
+                    "resourceRules": [
+                        {
+                            "verbs": list(LEADER_ELECTION_RULES[0].verbs),
+                            "apiGroups": list(LEADER_ELECTION_RULES[0].groups),
+                            "resources": list(LEADER_ELECTION_RULES[0].resources),
+                            "namespaces": [namespace],
+                        }
+                    ],
+                }
+            ],
+        },
+    }
+
+
 @dataclass(frozen=True)
 class RbacNames:
-    """Names of the RBAC objects of one installation."""
+    """Names of the RBAC objects of one installation (and of the Lease's FlowSchema)."""
 
     account: str
     role: str
     role_binding: str
     leader_election_role: str
     leader_election_binding: str
+    leader_election_flow_schema: str
 
     @classmethod
     def with_prefix(cls, prefix: str) -> RbacNames:
@@ -165,6 +208,7 @@ class RbacNames:
             role_binding=f"{prefix}manager-rolebinding",
             leader_election_role=f"{prefix}leader-election-role",
             leader_election_binding=f"{prefix}leader-election-rolebinding",
+            leader_election_flow_schema=f"{prefix}leader-election",
         )
 
 
@@ -175,10 +219,12 @@ def operator_rbac(
     watch_namespaces: Sequence[str] = (),
     labels: dict[str, str] | None = None,
 ) -> list[Obj]:
-    """ServiceAccount, role(s), bindings and the leader-election Role for one installation.
+    """ServiceAccount, role(s), bindings, the leader-election Role and its FlowSchema for one
+    installation.
 
-    With no `watch_namespaces` the rules are a ClusterRole bound cluster-wide; otherwise a Role
-    and RoleBinding in each watched namespace, and nothing cluster-scoped.
+    With no `watch_namespaces` the rules are a ClusterRole bound cluster-wide (and the Lease's
+    FlowSchema); otherwise a Role and RoleBinding in each watched namespace, and nothing
+    cluster-scoped.
     """
 
     def bind(name: str, role_kind: str, role_name: str, where: str | None) -> Obj:
@@ -203,4 +249,10 @@ def operator_rbac(
     objects.append(
         bind(names.leader_election_binding, "Role", names.leader_election_role, namespace)
     )
+    if not watch_namespaces:  # cluster-scoped, so only with the cluster-wide install
+        objects.append(
+            leader_election_flow_schema(
+                names.leader_election_flow_schema, namespace, names.account, labels=labels
+            )
+        )
     return objects

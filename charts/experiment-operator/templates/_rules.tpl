@@ -106,3 +106,9 @@
   - create
   - update
 {{- end }}
+{{- define "experiment-operator.leaderElectionVerbs" -}}
+["get", "create", "update"]
+{{- end }}
+{{- define "experiment-operator.leaderElectionFlowPrecedence" -}}
+200
+{{- end }}

@@ -19,6 +19,7 @@ from lightkube import ApiError, AsyncClient, codecs
 from lightkube.models.authentication_v1 import TokenRequestSpec
 from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.resources.core_v1 import ServiceAccount, ServiceAccountToken
+from lightkube.resources.flowcontrol_apiserver_v1 import FlowSchema
 from lightkube.resources.rbac_authorization_v1 import (
     ClusterRole,
     ClusterRoleBinding,
@@ -94,6 +95,7 @@ async def operator_account(
         role_binding=f"experiment-operator-{suffix}",
         leader_election_role="experiment-operator-leader-election",
         leader_election_binding="experiment-operator-leader-election",
+        leader_election_flow_schema=f"experiment-operator-leader-election-{suffix}",
     )
     generated = rbac.operator_rbac(names, namespace, watch_namespaces=watch_namespaces)
     try:
@@ -125,7 +127,9 @@ async def operator_account(
 
 async def _delete(client: AsyncClient, kind: str, name: str, namespace: str | None) -> None:
     with suppress(ApiError):
-        if kind == "ClusterRole":
+        if kind == "FlowSchema":
+            await client.delete(FlowSchema, name)
+        elif kind == "ClusterRole":
             await client.delete(ClusterRole, name)
         elif kind == "ClusterRoleBinding":
             await client.delete(ClusterRoleBinding, name)

@@ -55,6 +55,12 @@ def _rules_template() -> str:
         " */}}\n"
         + define("experiment-operator.rules", rbac.OPERATOR_RULES)
         + define("experiment-operator.leaderElectionRules", rbac.LEADER_ELECTION_RULES)
+        + '{{- define "experiment-operator.leaderElectionVerbs" -}}\n'
+        + f"{list(rbac.LEADER_ELECTION_RULES[0].verbs)!r}".replace("'", '"')
+        + "\n{{- end }}\n"
+        + '{{- define "experiment-operator.leaderElectionFlowPrecedence" -}}\n'
+        + f"{rbac.LEADER_ELECTION_FLOW_PRECEDENCE}\n"
+        + "{{- end }}\n"
     )
 
 
@@ -79,6 +85,9 @@ def generated_files(root: Path) -> dict[Path, str]:
         ),
         Path("config/rbac/leader_election_role_binding.yaml"): rbac_file(
             "RoleBinding", names.leader_election_binding
+        ),
+        Path("config/rbac/leader_election_flowschema.yaml"): rbac_file(
+            "FlowSchema", names.leader_election_flow_schema
         ),
         Path("config/manager/manager.yaml"): _yaml_file(install.namespace(), install.deployment()),
         Path("config/default/metrics_service.yaml"): _yaml_file(install.metrics_service()),

@@ -132,6 +132,11 @@ def render_permissions() -> str:
         "In the operator's own namespace only (a Role, for leader election):",
         "",
         *_rule_table(rbac.LEADER_ELECTION_RULES),
+        "",
+        "With the cluster-wide install, a FlowSchema (API Priority and Fairness, precedence",
+        f"{rbac.LEADER_ELECTION_FLOW_PRECEDENCE}) sends these Lease requests to the built-in",
+        "`leader-election` priority level, so throttling the operator's other requests never",
+        "starves its Lease renewals.",
     ]
     return "\n".join(lines) + "\n"
 

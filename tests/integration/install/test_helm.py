@@ -70,8 +70,11 @@ def test_template_cluster_wide(helm: Helm, kubectl: Kubectl, namespace: str) -> 
     kinds = sorted(o["kind"] for o in objects)
     assert kinds == sorted([
         "CustomResourceDefinition", "ServiceAccount", "ClusterRole", "ClusterRoleBinding",
-        "Role", "RoleBinding", "Deployment", "Service", "PodDisruptionBudget",
+        "Role", "RoleBinding", "FlowSchema", "Deployment", "Service", "PodDisruptionBudget",
     ])  # fmt: skip
+    flow = next(o for o in objects if o["kind"] == "FlowSchema")
+    assert flow["spec"]["priorityLevelConfiguration"] == {"name": "leader-election"}
+    assert flow["spec"]["rules"][0]["resourceRules"][0]["namespaces"] == [namespace]
     role = next(o for o in objects if o["kind"] == "ClusterRole")
     assert role["rules"] == rules()
     env = {
