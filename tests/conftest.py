@@ -16,6 +16,7 @@ from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.resources.core_v1 import Namespace
 
 from experiment_lab.cluster import Cluster, Kubectl, cluster_for_tests
+from experiment_lab.leakcheck import watch_cluster
 from experiment_lab.serviceaccount import OperatorAccount, operator_account
 from experiment_operator.api.crd import CRD_NAME, FILE_NAME
 
@@ -27,7 +28,13 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     # Under pytest's basetemp: the logs of the last few runs are kept, older ones removed.
     with cluster_for_tests(tmp_path_factory.mktemp("controlplane")) as handle:
         handle.install_third_party_crds()
-        yield handle
+        # Events and status the operator writes are checked for credentials; on the suite's own
+        # cluster every Secret's values count as credentials (see experiment_lab.leakcheck).
+        watch = watch_cluster(handle.kubeconfig, harvest=not handle.existing)
+        try:
+            yield handle
+        finally:
+            watch.stop()
 
 
 @pytest.fixture(scope="session")

@@ -13,6 +13,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from lightkube import AsyncClient
 
+from experiment_lab import credentials
 from experiment_lab.binaries import REPO_ROOT
 from experiment_operator.runtime import kubeapi
 from experiment_operator.runtime.kubeapi import KindInfo, Obj
@@ -31,6 +32,10 @@ def sample(name: str, namespace: str, **spec: Any) -> Obj:
             obj["spec"].pop(key, None)
         else:
             obj["spec"][key] = value
+    credentials.register_all(
+        (obj["spec"].get(key), f"the TrackingServer's {key}")
+        for key in ("aws_access_key", "aws_secret_key", "key", "backend_uri")
+    )
     return obj
 
 
@@ -111,4 +116,5 @@ def tls_pair(host: str = "mlflow.example.com", days: int = 30) -> tuple[str, str
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     )
+    credentials.register(key_pem.decode(), "a TLS private key")
     return cert.public_bytes(serialization.Encoding.PEM).decode(), key_pem.decode()

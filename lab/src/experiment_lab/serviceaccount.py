@@ -27,6 +27,7 @@ from lightkube.resources.rbac_authorization_v1 import (
     RoleBinding,
 )
 
+from experiment_lab import credentials
 from experiment_operator import rbac
 
 FIELD_MANAGER = "envtest"
@@ -110,6 +111,7 @@ async def operator_account(
             namespace=namespace,
         )
         assert token.status is not None
+        credentials.register(token.status.token, "the operator's ServiceAccount token")
         account = OperatorAccount(
             workdir / f"{namespace}-{suffix}.kubeconfig", namespace, names.account
         )
