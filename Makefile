@@ -8,7 +8,8 @@ LOCAL := .local
 export PYTHONUNBUFFERED := 1
 
 .PHONY: help venv controlplane lab-binaries binaries manifests check-manifests image lint typecheck \
-        unit integration test demo bench cluster-up cluster-down clean lab-packages lab-images
+        unit integration test reliability demo bench cluster-up cluster-down clean lab-packages \
+        lab-images
 
 help: ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -61,6 +62,10 @@ integration: venv binaries ## Tests against a real API server (local, or KUBECON
 
 test: venv binaries lint typecheck ## Everything: lint, types, unit, integration, e2e
 	$(BIN)/pytest tests
+
+reliability: venv controlplane ## Only the reliability tests (kills, API server faults, throttling, partition; part of test), figures in .local/reliability.jsonl (RELIABILITY_LEASE_TIMINGS=15,10,2: production Lease timings)
+	@mkdir -p $(LOCAL)
+	RELIABILITY_FIGURES=$(abspath $(LOCAL))/reliability.jsonl $(BIN)/pytest -s tests/integration/reliability
 
 N ?= 100
 SCENARIOS ?= all
