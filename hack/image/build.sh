@@ -28,6 +28,7 @@ ca=${BUILD_CA_BUNDLE:-/etc/ssl/certs/ca-certificates.crt}
 secret=()
 [[ -f $ca ]] && secret=(--secret "id=ca,src=$ca")
 log "building $image on $base"
-buildah bud --quiet --layers "${secret[@]}" --build-arg "PYTHON_IMAGE=$base" -t "$image" \
+buildah bud --quiet --isolation=chroot --network=host --layers "${secret[@]}" \
+  --build-arg "PYTHON_IMAGE=$base" -t "$image" \
   "$root" >/dev/null
 echo "$image"

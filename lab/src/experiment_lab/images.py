@@ -218,7 +218,9 @@ def _stored_key(reference: str) -> str:
 
 def _bud(recipe: Recipe, key: str, context: Path, build_args: Mapping[str, str]) -> None:
     ca = Path(os.environ.get("BUILD_CA_BUNDLE", "/etc/ssl/certs/ca-certificates.crt"))
-    args: list[str | Path] = ["buildah", "bud", "--layers", "--label", f"{KEY_LABEL}={key}"]
+    # chroot isolation and the host's network: no CNI bridge or firewall rule is made on the host.
+    args: list[str | Path] = ["buildah", "bud", "--isolation=chroot", "--network=host", "--layers"]
+    args += ["--label", f"{KEY_LABEL}={key}"]
     if ca.is_file():
         args += ["--secret", f"id=ca,src={ca}"]
     for name, value in build_args.items():
