@@ -1,4 +1,9 @@
-"""Start and stop etcd, kube-apiserver, kube-controller-manager, kube-scheduler and kwok."""
+"""Start and stop etcd, kube-apiserver, kube-controller-manager, kube-scheduler and kwok.
+
+The API server listens on ``address`` (loopback, or the node tier's host address so that Pods
+reach it through the ``kubernetes`` Service) and talks to real kubelets with a client certificate
+of its own.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +12,6 @@ import base64
 import json
 import logging
 import os
-import signal
-import socket
 import ssl
 import subprocess
 import time
@@ -22,6 +25,7 @@ import yaml
 
 from experiment_lab import pki as pki_mod
 from experiment_lab.kwok import KWOK_NODE_ANNOTATION, fake_node_manifest
+from experiment_lab.process import Component, free_port
 
 log = logging.getLogger(__name__)
 
@@ -32,51 +36,6 @@ START_TIMEOUT = 60.0
 
 class ControlPlaneError(RuntimeError):
     """A component failed to start; the message names its log file."""
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-@dataclass
-class Component:
-    """One control-plane process and where its log goes."""
-
-    name: str
-    argv: list[str]
-    log_path: Path
-    process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        with self.log_path.open("ab") as log_file:
-            # Same process group as the caller, so `kill -- -PGID` of a supervisor stops all.
-            self.process = subprocess.Popen(
-                self.argv, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
-            )
-
-    def running(self) -> bool:
-        return self.process is not None and self.process.poll() is None
-
-    def stop(self, timeout: float = 10.0) -> None:
-        if self.process is None:
-            return
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self.process = None
-
-    def tail(self, lines: int = 15) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return ""
 
 
 @dataclass
@@ -91,22 +50,24 @@ class ControlPlane:
     binaries: Path
     audit_policy: Path | None = None
     fake_nodes: int = 1
+    """kwok's fake nodes; 0 leaves kwok out (the node tier's Pods run on a real kubelet)."""
+    address: str = "127.0.0.1"
     components: dict[str, Component] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.workdir = self.workdir.resolve()
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.etcd_port = free_port()
-        self.apiserver_port = free_port()
+        self.apiserver_port = free_port(self.address)
         self.kubeconfig = self.workdir / "kubeconfig"
-        self.pki = pki_mod.generate(self.workdir / "pki")
+        self.pki = pki_mod.generate(self.workdir / "pki", ips=[self.address])
         self._write_kubeconfig()
 
     # -- public API --------------------------------------------------------------------------
 
     @property
     def server(self) -> str:
-        return f"https://127.0.0.1:{self.apiserver_port}"
+        return f"https://{self.address}:{self.apiserver_port}"
 
     @property
     def env(self) -> dict[str, str]:
@@ -125,8 +86,9 @@ class ControlPlane:
             self._start("kube-apiserver", self._apiserver_argv(), self._apiserver_healthy)
             self._start("kube-controller-manager", self._kcm_argv(), self._https_healthy)
             self._start("kube-scheduler", self._scheduler_argv(), self._https_healthy)
-            self._create_fake_nodes()
-            self._start("kwok", self._kwok_argv(), self._nodes_ready)
+            if self.fake_nodes:
+                self._create_fake_nodes()
+                self._start("kwok", self._kwok_argv(), self._nodes_ready)
         except BaseException:
             self.stop()
             raise
@@ -138,8 +100,15 @@ class ControlPlane:
             component.stop()
 
     async def restart_apiserver(self) -> None:
-        """Restart kube-apiserver; its new watch cache makes older resourceVersions 410 Gone."""
-        await asyncio.to_thread(self._restart_apiserver)
+        """Restart kube-apiserver; its new watch cache makes older resourceVersions 410 Gone.
+
+        The new process is started from the event loop's thread (it dies with the thread that
+        started it, see `die_with_parent`); only the waits run in a worker thread.
+        """
+        old = self.components["kube-apiserver"]
+        await asyncio.to_thread(old.stop)
+        component = self._spawn("kube-apiserver", self._apiserver_argv())
+        await asyncio.to_thread(self._wait_healthy, component, self._apiserver_healthy)
 
     async def compact_etcd(self) -> int:
         """Compact etcd's history up to its current revision, returning that revision."""
@@ -161,9 +130,16 @@ class ControlPlane:
     # -- components --------------------------------------------------------------------------
 
     def _start(self, name: str, argv: list[str], healthy: Callable[[str], bool]) -> None:
+        self._wait_healthy(self._spawn(name, argv), healthy)
+
+    def _spawn(self, name: str, argv: list[str]) -> Component:
         component = Component(name, argv, self.workdir / f"{name}.log")
         self.components[name] = component
         component.start()
+        return component
+
+    def _wait_healthy(self, component: Component, healthy: Callable[[str], bool]) -> None:
+        name = component.name
         deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline:
             if not component.running():
@@ -173,10 +149,6 @@ class ControlPlane:
             time.sleep(0.1)
         reason = "exited" if not component.running() else f"not healthy after {START_TIMEOUT}s"
         raise ControlPlaneError(f"{name} {reason}; log: {component.log_path}\n{component.tail()}")
-
-    def _restart_apiserver(self) -> None:
-        self.components["kube-apiserver"].stop()
-        self._start("kube-apiserver", self._apiserver_argv(), self._apiserver_healthy)
 
     def _etcd_argv(self) -> list[str]:
         peer = free_port()
@@ -198,8 +170,8 @@ class ControlPlane:
         argv = [
             str(self.binaries / "kube-apiserver"),
             f"--etcd-servers=http://127.0.0.1:{self.etcd_port}",
-            "--bind-address=127.0.0.1",
-            "--advertise-address=127.0.0.1",
+            f"--bind-address={self.address}",
+            f"--advertise-address={self.address}",
             f"--secure-port={self.apiserver_port}",
             f"--cert-dir={self.workdir / 'apiserver-certs'}",
             f"--tls-cert-file={p.serving_cert}",
@@ -209,6 +181,10 @@ class ControlPlane:
             f"--service-account-signing-key-file={p.sa_private}",
             "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
             f"--service-cluster-ip-range={SERVICE_CIDR}",
+            f"--kubelet-client-certificate={p.kubelet_client_cert}",
+            f"--kubelet-client-key={p.kubelet_client_key}",
+            f"--kubelet-certificate-authority={p.ca_cert}",
+            "--kubelet-preferred-address-types=InternalIP",
             "--authorization-mode=Node,RBAC",
             "--allow-privileged=true",
             "--profiling=false",

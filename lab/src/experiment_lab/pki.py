@@ -1,4 +1,8 @@
-"""Certificates and keys for a throw-away local control plane."""
+"""Certificates and keys for a throw-away local control plane.
+
+The CA's key is kept beside its certificate, so the node tier can issue certificates for the
+kubelet, kube-proxy and CoreDNS later (`issue`).
+"""
 
 from __future__ import annotations
 
@@ -18,12 +22,15 @@ class Pki:
     """Paths of the files the components read."""
 
     ca_cert: Path
+    ca_key: Path
     serving_cert: Path
     serving_key: Path
     admin_cert: Path
     admin_key: Path
     sa_public: Path
     sa_private: Path
+    kubelet_client_cert: Path
+    kubelet_client_key: Path
 
 
 def _key() -> ec.EllipticCurvePrivateKey:
@@ -76,8 +83,9 @@ def _name(cn: str, org: str | None = None) -> x509.Name:
     return x509.Name(attrs)
 
 
-def generate(directory: Path) -> Pki:
-    """Write a CA, an API server serving cert, an admin client cert and SA signing keys."""
+def generate(directory: Path, ips: list[str] | None = None) -> Pki:
+    """Write a CA, an API server serving cert (also valid for ``ips``), an admin client cert,
+    the API server's client cert for kubelets and SA signing keys."""
     directory.mkdir(parents=True, exist_ok=True)
     pem = serialization.Encoding.PEM
     ca_key = _key()
@@ -96,6 +104,7 @@ def generate(directory: Path) -> Pki:
             x509.DNSName("kubernetes.default.svc"),
             x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
             x509.IPAddress(ipaddress.ip_address("10.0.0.1")),
+            *(x509.IPAddress(ipaddress.ip_address(ip)) for ip in ips or [] if ip != "127.0.0.1"),
         ],
     )
     admin_key = _key()
@@ -108,14 +117,18 @@ def generate(directory: Path) -> Pki:
     sa_key = _key()
     pki = Pki(
         ca_cert=directory / "ca.crt",
+        ca_key=directory / "ca.key",
         serving_cert=directory / "apiserver.crt",
         serving_key=directory / "apiserver.key",
         admin_cert=directory / "admin.crt",
         admin_key=directory / "admin.key",
         sa_public=directory / "sa.pub",
         sa_private=directory / "sa.key",
+        kubelet_client_cert=directory / "apiserver-kubelet-client.crt",
+        kubelet_client_key=directory / "apiserver-kubelet-client.key",
     )
     pki.ca_cert.write_bytes(ca.public_bytes(pem))
+    _write_key(pki.ca_key, ca_key)
     pki.serving_cert.write_bytes(serving.public_bytes(pem))
     _write_key(pki.serving_key, serving_key)
     pki.admin_cert.write_bytes(admin.public_bytes(pem))
@@ -124,4 +137,35 @@ def generate(directory: Path) -> Pki:
         sa_key.public_key().public_bytes(pem, serialization.PublicFormat.SubjectPublicKeyInfo)
     )
     _write_key(pki.sa_private, sa_key)
+    issue(
+        pki,
+        pki.kubelet_client_cert,
+        pki.kubelet_client_key,
+        cn="kube-apiserver-kubelet-client",
+        org="system:masters",
+    )
     return pki
+
+
+def issue(
+    pki: Pki,
+    cert_path: Path,
+    key_path: Path,
+    *,
+    cn: str,
+    org: str | None = None,
+    ips: list[str] | None = None,
+    dns_names: list[str] | None = None,
+) -> None:
+    """Sign a certificate with the CA: a server certificate when ``ips`` or ``dns_names`` are
+    given, otherwise a client certificate for user ``cn`` in group ``org``."""
+    ca = x509.load_pem_x509_certificate(pki.ca_cert.read_bytes())
+    ca_key = serialization.load_pem_private_key(pki.ca_key.read_bytes(), password=None)
+    assert isinstance(ca_key, ec.EllipticCurvePrivateKey)
+    sans: list[x509.GeneralName] = [x509.DNSName(name) for name in dns_names or []]
+    sans += [x509.IPAddress(ipaddress.ip_address(ip)) for ip in ips or []]
+    usage = ExtendedKeyUsageOID.SERVER_AUTH if sans else ExtendedKeyUsageOID.CLIENT_AUTH
+    key = _key()
+    cert = _issue(_name(cn, org), key, (ca.subject, ca_key), usage=[usage], sans=sans or None)
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    _write_key(key_path, key)
