@@ -25,7 +25,7 @@ from experiment_lab.audit import AuditLogTail, RequestCounts
 from experiment_lab.binaries import REPO_ROOT
 from experiment_lab.cluster import Cluster
 from experiment_lab.controlplane import ControlPlane
-from experiment_lab.process import free_port
+from experiment_lab.hostprocess import free_port
 from experiment_lab.serviceaccount import OperatorAccount, operator_account
 from experiment_operator.runtime import kubeapi
 

@@ -24,8 +24,8 @@ from typing import Any
 import yaml
 
 from experiment_lab import pki as pki_mod
+from experiment_lab.hostprocess import Component, StartError, free_port
 from experiment_lab.kwok import KWOK_NODE_ANNOTATION, fake_node_manifest
-from experiment_lab.process import Component, free_port
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +34,7 @@ SERVICE_CIDR = "10.0.0.0/16"
 START_TIMEOUT = 60.0
 
 
-class ControlPlaneError(RuntimeError):
+class ControlPlaneError(StartError):
     """A component failed to start; the message names its log file."""
 
 

@@ -25,7 +25,7 @@ import psycopg
 from psycopg import sql
 
 from experiment_lab import credentials
-from experiment_lab.hostprocess import HostProcess, free_port_on, user_group
+from experiment_lab.hostprocess import HostProcess, free_port, user_group
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +90,7 @@ class PostgresServer:
         self.workdir = self.workdir.resolve()
         self.workdir.mkdir(parents=True, exist_ok=True)
         if not self.port:
-            self.port = free_port_on(self.address)
+            self.port = free_port(self.address)
         binaries = bin_dir()
         remove_orphans()
         self._data_root = Path(

@@ -15,10 +15,9 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from lightkube import Client, KubeConfig
+from lightkube import Client, KubeConfig, codecs
 from lightkube.core.exceptions import ApiError
 from lightkube.resources.core_v1 import PersistentVolume, PersistentVolumeClaim
-from lightkube.resources.storage_v1 import StorageClass
 
 from experiment_lab.node.slot import NODE_NAME
 
@@ -97,7 +96,7 @@ class LocalProvisioner:
 
     def start(self) -> None:
         self.volumes.mkdir(parents=True, exist_ok=True)
-        self.client.apply(StorageClass.from_dict(storage_class()), force=True)
+        self.client.apply(codecs.from_dict(storage_class()), force=True)
         self._thread.start()
 
     def stop(self) -> None:
@@ -132,7 +131,7 @@ class LocalProvisioner:
             name = f"lab-{claim.metadata.uid}"
             path = self.volumes / name
             path.mkdir(mode=0o755, exist_ok=True)
-            self.client.create(PersistentVolume.from_dict(volume_for(claim, name, path)))
+            self.client.create(codecs.from_dict(volume_for(claim, name, path)))
             log.info(
                 "provisioned %s for %s/%s", name, claim.metadata.namespace, claim.metadata.name
             )

@@ -30,7 +30,7 @@ from lightkube.resources.core_v1 import ServiceAccountToken
 from prometheus_client.parser import text_string_to_metric_families
 
 from experiment_lab import credentials
-from experiment_lab.process import free_port
+from experiment_lab.hostprocess import free_port
 from experiment_lab.serviceaccount import OperatorAccount, cluster_entry, token_kubeconfig
 
 log = logging.getLogger(__name__)

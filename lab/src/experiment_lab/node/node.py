@@ -22,10 +22,10 @@ import yaml
 
 from experiment_lab import pki as pki_mod
 from experiment_lab.controlplane import ControlPlane
+from experiment_lab.hostprocess import Component, StartError, die_with_parent
 from experiment_lab.node import configs
 from experiment_lab.node.init import READY_FILE
 from experiment_lab.node.slot import NODE_NAME, Slot
-from experiment_lab.process import Component, die_with_parent
 
 log = logging.getLogger(__name__)
 Progress = Callable[[str], None]
@@ -34,7 +34,7 @@ CGROUP_ROOT = Path("/sys/fs/cgroup")
 START_TIMEOUT = 90.0
 
 
-class NodeError(RuntimeError):
+class NodeError(StartError):
     """The node could not start; the message says which part and where its log is."""
 
 
