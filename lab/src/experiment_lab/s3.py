@@ -19,7 +19,7 @@ import boto3
 from botocore.config import Config
 
 from experiment_lab import credentials
-from experiment_lab.hostprocess import HostProcess, free_port_on
+from experiment_lab.hostprocess import HostProcess, free_port
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -56,7 +56,7 @@ class S3Server:
         for sub in ("data", "iam", "versions"):
             (self.workdir / sub).mkdir(parents=True, exist_ok=True)
         if not self.port:
-            self.port = free_port_on(self.address)
+            self.port = free_port(self.address)
         env = {
             **os.environ,
             "ROOT_ACCESS_KEY_ID": self.access_key,

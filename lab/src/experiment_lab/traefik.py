@@ -27,7 +27,7 @@ from typing import Any
 
 import yaml
 
-from experiment_lab.hostprocess import HostProcess, free_port_on
+from experiment_lab.hostprocess import HostProcess, free_port
 from experiment_lab.ingress import IngressEndpoint
 
 __all__ = ["IngressEndpoint", "Traefik", "class_manifests", "dynamic_config", "static_config"]
@@ -166,7 +166,7 @@ class Traefik:
         self.workdir = self.workdir.resolve()
         self.workdir.mkdir(parents=True, exist_ok=True)
         if not self.api_port:
-            self.api_port = free_port_on("127.0.0.1")
+            self.api_port = free_port("127.0.0.1")
         config = static_config(
             address=self.address,
             web_port=self.web_port,

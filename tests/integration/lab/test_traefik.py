@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from experiment_lab.cluster import Cluster, Kubectl
-from experiment_lab.controlplane import free_port
+from experiment_lab.hostprocess import free_port
 from experiment_lab.traefik import GATEWAY_CONTROLLER, NGINX_CONTROLLER, IngressEndpoint, Traefik
 from experiment_lab.wait import eventually
 
