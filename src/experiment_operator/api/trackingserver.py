@@ -26,6 +26,11 @@ from experiment_operator.api.kubetypes import (
     ResourceRequirements,
     Tolerations,
 )
+from experiment_operator.api.refs import (
+    DNS1123_SUBDOMAIN,
+    GatewayRef,
+    S3CredentialsSecretRef,
+)
 
 GROUP = "experiment.aiscope"
 VERSION = "v1alpha2"
@@ -35,11 +40,6 @@ PLURAL = "trackingservers"
 SINGULAR = "trackingserver"
 
 INT32_MAX = 2**31 - 1
-DEFAULT_ACCESS_KEY_ID_KEY = "AWS_ACCESS_KEY_ID"
-DEFAULT_SECRET_ACCESS_KEY_KEY = "AWS_SECRET_ACCESS_KEY"
-
-DNS1123_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
-SECRET_KEY_NAME = r"^[-._a-zA-Z0-9]+$"
 NO_WHITESPACE = r"^[^\s]+$"
 BACKEND_SCHEMES = ("sqlite", "postgresql", "mysql", "mssql")
 BACKEND_URI_PATTERN = rf"^({'|'.join(BACKEND_SCHEMES)})(\+[A-Za-z0-9_]+)?://|^file:"
@@ -66,42 +66,6 @@ KUBERNETES_TYPED_FIELDS = {
 
 def _secret_set(value: SecretStr) -> bool:
     return value.get_secret_value() != ""
-
-
-class S3CredentialsSecretRef(BaseModel):
-    """Reference to an existing Secret in the TrackingServer's namespace holding S3 credentials."""
-
-    model_config = ConfigDict(use_attribute_docstrings=True, populate_by_name=True)
-
-    name: str = Field(
-        min_length=1,
-        max_length=253,
-        json_schema_extra=_rules(
-            (
-                f"self.matches({_cel_regex(DNS1123_SUBDOMAIN)})",
-                "s3CredentialsSecretRef.name must be a valid Secret name (DNS-1123 subdomain)",
-            )
-        ),
-    )
-    """Name of the Secret. The operator only reads it; it is never modified or deleted."""
-
-    access_key_id_key: str = Field(
-        default=DEFAULT_ACCESS_KEY_ID_KEY,
-        alias="accessKeyIDKey",
-        min_length=1,
-        max_length=253,
-        pattern=SECRET_KEY_NAME,
-    )
-    """Key in the Secret holding the access key ID. Defaults to `AWS_ACCESS_KEY_ID`."""
-
-    secret_access_key_key: str = Field(
-        default=DEFAULT_SECRET_ACCESS_KEY_KEY,
-        alias="secretAccessKeyKey",
-        min_length=1,
-        max_length=253,
-        pattern=SECRET_KEY_NAME,
-    )
-    """Key in the Secret holding the secret access key. Defaults to `AWS_SECRET_ACCESS_KEY`."""
 
 
 VolumeRetentionPolicy = Literal["Delete", "Retain"]
@@ -229,6 +193,12 @@ class TrackingServerSpec(BaseModel):
     operator starts lives under the path (MLflow's `--static-prefix`), so several servers can
     share one host; with the image's own command the path is stripped by the proxy. The host
     must be a DNS name; the path may hold letters, digits and `-._~` between single slashes."""
+
+    gateway_ref: GatewayRef | None = Field(default=None, alias="gatewayRef")
+    """The Gateway the HTTPRoute attaches to when the operator routes with Gateway API
+    (`--ingress-controller=gateway`, or `auto` on a cluster serving only Gateway API). Replaces
+    the operator's `--gateway-name`, `--gateway-namespace` and `--gateway-section-name` as a
+    whole. Ignored by the other routing modes."""
 
     volume_size: str = Field(
         default="",

@@ -6,11 +6,8 @@ import base64
 from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
-from experiment_operator.api.trackingserver import (
-    DEFAULT_ACCESS_KEY_ID_KEY,
-    DEFAULT_SECRET_ACCESS_KEY_KEY,
-    TrackingServer,
-)
+from experiment_operator.api.refs import DEFAULT_ACCESS_KEY_ID_KEY, DEFAULT_SECRET_ACCESS_KEY_KEY
+from experiment_operator.api.trackingserver import TrackingServer
 from experiment_operator.trackingserver.labels import (
     backend_store_secret_name,
     child_metadata,
