@@ -11,6 +11,7 @@ import asyncio
 import logging
 import signal
 import socket
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
@@ -47,6 +48,9 @@ class _Cache:
     store: Store = field(default_factory=Store)
     handlers: list[Handler] = field(default_factory=list)
     served: bool | None = None
+    checked: float = 0.0
+    """`time.monotonic()` of the last discovery of `served`."""
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
 class Manager:
@@ -214,6 +218,7 @@ class Manager:
     async def _start_caches(self) -> None:
         for cache in self._caches.values():
             cache.served = await kubeapi.is_served(self.client, cache.kind)
+            cache.checked = time.monotonic()
             if not cache.served:
                 if cache.required:
                     raise KindNotServedError(
@@ -225,25 +230,53 @@ class Manager:
                     extra={"kind": cache.kind.kind, "apiVersion": cache.kind.api_version},
                 )
                 continue
-            scopes: list[str | None] = [None]
-            if cache.kind.namespaced and self.namespaces:
-                scopes = list(self.namespaces)
-            for namespace in scopes:
-                informer = Informer(
-                    self.client,
-                    cache.kind,
-                    namespace=namespace,
-                    label_selector=cache.selector,
-                    store=cache.store,
-                    transform=cache_transform(cache.fields),
-                )
-                for handler in cache.handlers:
-                    informer.add_handler(handler)
-                self._informers.append(informer)
-                self._informer_tasks.append(asyncio.create_task(informer.run()))
+            self._start_informers(cache)
         await asyncio.gather(*(i.has_synced.wait() for i in self._informers))
         self._synced.set()
         log.info("caches synced", extra={"informers": len(self._informers)})
+
+    def _start_informers(self, cache: _Cache) -> list[Informer]:
+        scopes: list[str | None] = [None]
+        if cache.kind.namespaced and self.namespaces:
+            scopes = list(self.namespaces)
+        started: list[Informer] = []
+        for namespace in scopes:
+            informer = Informer(
+                self.client,
+                cache.kind,
+                namespace=namespace,
+                label_selector=cache.selector,
+                store=cache.store,
+                transform=cache_transform(cache.fields),
+            )
+            for handler in cache.handlers:
+                informer.add_handler(handler)
+            started.append(informer)
+            self._informers.append(informer)
+            self._informer_tasks.append(asyncio.create_task(informer.run()))
+        return started
+
+    async def rediscover(self, kind: type[lkr.Resource], min_interval: float) -> bool:
+        """Whether `kind` is served, asking the API server again if it was not at the last
+        check (at most every `min_interval` seconds): a CRD installed after the start is then
+        watched from now on, its cache synced before this returns True. No restart needed."""
+        cache = self._cache(kind)
+        if cache.served:
+            return True
+        async with cache.lock:
+            if cache.served or time.monotonic() - cache.checked < min_interval:
+                return bool(cache.served)
+            cache.checked = time.monotonic()
+            if not await kubeapi.is_served(self.client, cache.kind):
+                return False
+            informers = self._start_informers(cache)
+            await asyncio.gather(*(i.has_synced.wait() for i in informers))
+            cache.served = True
+            log.info(
+                "API now served, watching it",
+                extra={"kind": cache.kind.kind, "apiVersion": cache.kind.api_version},
+            )
+            return True
 
     async def _run_controllers(self) -> None:
         async with asyncio.TaskGroup() as group:
