@@ -59,9 +59,12 @@ OPERATOR_RULES: tuple[Rule, ...] = (
     Rule(("networking.k8s.io",), ("ingresses",), OWN, "routing with --ingress-controller=nginx"),
     *(
         Rule((group,), ("ingressroutes", "middlewares"), OWN,
-             "routing with --ingress-controller=traefik")
+             "routing with --ingress-controller=traefik (or auto)")
         for group in TRAEFIK_GROUPS
     ),
+    Rule(("gateway.networking.k8s.io",), ("httproutes", "listenersets"), OWN,
+         "routing with --ingress-controller=gateway: the HTTPRoute, and the ListenerSet of a "
+         "TrackingServer with TLS; their status (the Gateway's verdict) is read from the watch"),
 )  # fmt: skip
 """What the operator does in every namespace it watches (ClusterRole, or Role per namespace)."""
 

@@ -27,8 +27,12 @@ def options(
 def test_defaults() -> None:
     opts = options([])
     assert opts == cli.RunOptions(
-        ingress_controller=IngressController.TRAEFIK,
+        ingress_controller=IngressController.AUTO,
         nginx_ingress_class="nginx",
+        gateway_name=None,
+        gateway_namespace=None,
+        gateway_section_name=None,
+        gateway_https_port=443,
         mlflow_image="ghcr.io/mlflow/mlflow:v3.17.2-full",
         namespaces=None,
         max_concurrent_reconciles=16,
@@ -68,6 +72,10 @@ def test_flags() -> None:
             "--log-level=DEBUG",
             "--resync-period=1h30m",
             "--kubeconfig=/tmp/kc",
+            "--gateway-name=public",
+            "--gateway-namespace=gateway-system",
+            "--gateway-section-name=websecure",
+            "--gateway-https-port=8443",
             "--leader-election-lease-duration=4s",
             "--leader-election-renew-deadline=3",
             "--leader-election-retry-period=500ms",
@@ -89,6 +97,12 @@ def test_flags() -> None:
     assert (opts.log_format, opts.log_level) == ("json", "debug")
     assert opts.resync_period == 5400.0
     assert opts.kubeconfig == "/tmp/kc"
+    assert (opts.gateway_name, opts.gateway_namespace, opts.gateway_section_name) == (
+        "public",
+        "gateway-system",
+        "websecure",
+    )
+    assert opts.gateway_https_port == 8443
 
 
 def test_environment_as_the_chart_sets_it() -> None:
@@ -135,7 +149,7 @@ def test_leader_election_namespace_defaults_to_the_pods(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("argv", "env", "message"),
     [
-        (["--ingress-controller=istio"], {}, "choose from traefik, nginx, none"),
+        (["--ingress-controller=istio"], {}, "choose from auto, traefik, nginx, gateway, none"),
         (["--max-concurrent-reconciles=0"], {}, "must be at least 1"),
         (["--metrics-bind-address=8080"], {}, "is not [HOST]:PORT"),
         (["--resync-period=soon"], {}, "is not a duration"),

@@ -95,6 +95,18 @@
   - create
   - patch
   - delete
+- apiGroups:
+  - gateway.networking.k8s.io
+  resources:
+  - httproutes
+  - listenersets
+  verbs:
+  - get
+  - list
+  - watch
+  - create
+  - patch
+  - delete
 {{- end }}
 {{- define "experiment-operator.leaderElectionRules" -}}
 - apiGroups:

@@ -182,8 +182,10 @@ async def converged(
         }
         report.crs += len(crs)
         owned: dict[str, dict[ChildRef, Obj]] = {uid: {} for uid in crs}
-        for kind in child_kinds(options.traefik_group):
+        for kind in child_kinds():
             info = KindInfo.of(kind)
+            if not await kubeapi.is_served(client, info):
+                continue
             for child in (await kubeapi.list_all(client, info, ns, selector))[0]:
                 ref = ChildRef(info.api_version, info.kind, child["metadata"]["name"])
                 owner = next(

@@ -30,6 +30,7 @@ from experiment_operator.trackingserver.children import (
     IngressController,
     render,
 )
+from experiment_operator.trackingserver.gateway import ParentGateway
 from experiment_operator.trackingserver.mlflow import DEFAULT_MLFLOW_IMAGE
 
 __all__ = ["ENV_PREFIX", "RUN_OPTIONS", "RunOptions", "main", "parsers", "run_options"]
@@ -52,6 +53,12 @@ def _render(args: argparse.Namespace) -> int:
         traefik_group=args.traefik_group,
         nginx_ingress_class=args.nginx_ingress_class,
         mlflow_image=args.mlflow_image,
+        gateway=(
+            ParentGateway(args.gateway_name, args.gateway_namespace, args.gateway_section_name)
+            if args.gateway_name
+            else None
+        ),
+        listener_sets=args.listener_sets,
     )
     sys.stdout.write(
         render(
@@ -91,10 +98,20 @@ def parsers() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
     )  # fmt: skip
     rend.add_argument(
         "--ingress-controller",
-        choices=[c.value for c in IngressController],
+        choices=[c.value for c in IngressController if c is not IngressController.AUTO],
         default="traefik",
         help="routing objects to render (default: traefik)",
     )
+    rend.add_argument(
+        "--gateway-name", metavar="NAME",
+        help="parent Gateway of the HTTPRoutes with --ingress-controller=gateway",
+    )  # fmt: skip
+    rend.add_argument("--gateway-namespace", metavar="NS", help="namespace of that Gateway")
+    rend.add_argument("--gateway-section-name", metavar="NAME", help="listener of that Gateway")
+    rend.add_argument(
+        "--listener-sets", action="store_true",
+        help="render a ListenerSet for TLS, as on a cluster serving Gateway API v1.6",
+    )  # fmt: skip
     rend.add_argument(
         "--nginx-ingress-class", default="nginx", metavar="NAME",
         help="ingressClassName for --ingress-controller=nginx (default: nginx)",

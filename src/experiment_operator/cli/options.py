@@ -4,102 +4,29 @@ variables (how the Helm chart sets them) and defaults, validated into `RunOption
 from __future__ import annotations
 
 import argparse
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from experiment_operator.cli.types import (
+    bind_address,
+    boolean,
+    choice,
+    duration,
+    image,
+    name,
+    namespace_name,
+    namespaces,
+    port,
+    positive_int,
+)
 from experiment_operator.trackingserver.children import IngressController
 from experiment_operator.trackingserver.mlflow import DEFAULT_MLFLOW_IMAGE
 
 ENV_PREFIX = "EXPERIMENT_OPERATOR_"
 SERVICE_ACCOUNT_NAMESPACE_FILE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
-DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 LOG_LEVELS = ("debug", "info", "warning", "error")
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
-_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
-
-# --- option types (raise ValueError/ArgumentTypeError with a message) ---
-
-
-def duration(text: str) -> float:
-    """Seconds: a number (`3600`) or a Go-style duration (`10h`, `1h30m`, `45s`), > 0."""
-    text = text.strip()
-    try:
-        seconds = float(text)
-    except ValueError:
-        parts = _DURATION.findall(text)
-        if not parts or "".join(n + u for n, u in parts) != text:
-            raise argparse.ArgumentTypeError(
-                f"{text!r} is not a duration (e.g. 36000, 10h, 1h30m, 45s)"
-            ) from None
-        seconds = sum(float(n) * _UNIT_SECONDS[u] for n, u in parts)
-    if seconds <= 0:
-        raise argparse.ArgumentTypeError(f"{text!r}: the duration must be positive")
-    return seconds
-
-
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
-    return value
-
-
-def bind_address(text: str) -> tuple[str, int] | None:
-    """`:8080` (all interfaces), `127.0.0.1:8080`, or `0` to disable (controller-runtime's)."""
-    if text.strip() == "0":
-        return None
-    host, sep, port = text.strip().rpartition(":")
-    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise argparse.ArgumentTypeError(f"{text!r} is not [HOST]:PORT (e.g. :8080) or 0")
-    return (host.strip("[]") or "0.0.0.0", int(port))
-
-
-def namespaces(text: str) -> list[str]:
-    """One or more comma-separated namespace names."""
-    names = [n.strip() for n in text.split(",") if n.strip()]
-    bad = [n for n in names if not DNS1123_LABEL.match(n) or len(n) > 63]
-    if bad or not names:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated namespace list")
-    return names
-
-
-def boolean(text: str) -> bool:
-    value = text.strip().lower()
-    if value in ("1", "true", "yes", "on"):
-        return True
-    if value in ("0", "false", "no", "off"):
-        return False
-    raise argparse.ArgumentTypeError(f"{text!r} is not a boolean (true or false)")
-
-
-def choice(*allowed: str) -> Callable[[str], str]:
-    def convert(text: str) -> str:
-        value = text.strip().lower()
-        if value not in allowed:
-            raise argparse.ArgumentTypeError(f"{text!r}: choose from {', '.join(allowed)}")
-        return value
-
-    return convert
-
-
-def name(text: str) -> str:
-    if not text.strip():
-        raise argparse.ArgumentTypeError("must not be empty")
-    return text.strip()
-
-
-def image(text: str) -> str:
-    value = text.strip()
-    if not value or any(c.isspace() for c in value):
-        raise argparse.ArgumentTypeError(f"{text!r} is not a container image reference")
-    return value
-
 
 # --- run options ---
 
@@ -110,6 +37,10 @@ class RunOptions:
 
     ingress_controller: IngressController
     nginx_ingress_class: str
+    gateway_name: str | None
+    gateway_namespace: str | None
+    gateway_section_name: str | None
+    gateway_https_port: int
     mlflow_image: str
     namespaces: list[str] | None
     max_concurrent_reconciles: int
@@ -158,11 +89,15 @@ RUN_OPTIONS = (
     _Option(
         "--ingress-controller",
         choice(*(c.value for c in IngressController)),
-        "traefik",
+        "auto",
         "how a TrackingServer's url is routed: traefik (IngressRoute + Middleware, as the "
-        "original controller), nginx (networking.k8s.io/v1 Ingress) or none (Service only); "
-        "switching removes the routing objects no longer needed",
-        "traefik|nginx|none",
+        "original controller; group traefik.io, else traefik.containo.us), nginx "
+        "(networking.k8s.io/v1 Ingress), gateway (Gateway API HTTPRoute, see --gateway-name), "
+        "none (Service only), or auto: the first the cluster serves of traefik.io, "
+        "traefik.containo.us and Gateway API, looked up again while none is (a CRD installed "
+        "later is used without a restart); switching removes the routing objects no longer "
+        "needed (docs/routing.md)",
+        "auto|traefik|nginx|gateway|none",
     ),
     _Option(
         "--nginx-ingress-class",
@@ -170,6 +105,42 @@ RUN_OPTIONS = (
         "nginx",
         "ingressClassName of the Ingresses made with --ingress-controller=nginx",
         "NAME",
+    ),
+    _Option(
+        "--gateway-name",
+        name,
+        None,
+        "the Gateway that HTTPRoutes attach to with Gateway API routing; a TrackingServer's "
+        "spec.gatewayRef replaces it (with --gateway-namespace and --gateway-section-name)",
+        "NAME",
+        shown_default="unset: each TrackingServer needs spec.gatewayRef",
+    ),
+    _Option(
+        "--gateway-namespace",
+        namespace_name,
+        None,
+        "namespace of the --gateway-name Gateway; its listeners must allow routes from the "
+        "TrackingServers' namespaces",
+        "NS",
+        shown_default="each TrackingServer's own namespace",
+    ),
+    _Option(
+        "--gateway-section-name",
+        name,
+        None,
+        "listener of the --gateway-name Gateway to attach to",
+        "NAME",
+        shown_default="unset: every listener that accepts the route",
+    ),
+    _Option(
+        "--gateway-https-port",
+        port,
+        "443",
+        "port of the HTTPS listener of each TrackingServer's ListenerSet (Gateway API v1.6; "
+        "the Gateway must allow ListenerSets), which terminates TLS with its cert and key; "
+        "the port the Gateway implementation listens on for HTTPS (Traefik: its websecure "
+        "entryPoint's port)",
+        "PORT",
     ),
     _Option(
         "--mlflow-image",

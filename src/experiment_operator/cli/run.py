@@ -13,6 +13,7 @@ from experiment_operator.runtime.apply import FIELD_MANAGER
 from experiment_operator.runtime.manager import KindNotServedError, LeadershipLost, Manager
 from experiment_operator.runtime.metrics import ProbeServer
 from experiment_operator.trackingserver.controller import OWNED_LABELS, child_options, setup
+from experiment_operator.trackingserver.gateway import ParentGateway
 
 log = logging.getLogger("experiment_operator")
 
@@ -38,6 +39,16 @@ async def run(options: RunOptions) -> int:
                 options.ingress_controller,
                 options.nginx_ingress_class,
                 options.mlflow_image,
+                gateway=(
+                    ParentGateway(
+                        options.gateway_name,
+                        options.gateway_namespace,
+                        options.gateway_section_name,
+                    )
+                    if options.gateway_name
+                    else None
+                ),
+                gateway_https_port=options.gateway_https_port,
             )
         except (httpx2.HTTPError, ApiError) as err:
             log.error("cannot reach the API server: %s", err)
@@ -70,6 +81,7 @@ async def run(options: RunOptions) -> int:
             extra={
                 "ingressController": child.ingress_controller.value,
                 "traefikGroup": child.traefik_group,
+                "gateway": child.gateway.parent_ref() if child.gateway else None,
                 "mlflowImage": child.mlflow_image,
                 "namespaces": ",".join(options.namespaces or []) or "*",
                 "leaderElection": options.leader_elect,

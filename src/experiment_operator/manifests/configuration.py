@@ -30,6 +30,10 @@ END = "<!-- End of the generated options. -->"
 HELM_VALUES: dict[str, str] = {
     "--ingress-controller": "ingressController",
     "--nginx-ingress-class": "nginxIngressClass",
+    "--gateway-name": "gateway.name",
+    "--gateway-namespace": "gateway.namespace",
+    "--gateway-section-name": "gateway.sectionName",
+    "--gateway-https-port": "gateway.httpsPort",
     "--mlflow-image": "mlflowImage",
     "--namespace": "watchNamespaces",
     "--max-concurrent-reconciles": "maxConcurrentReconciles",

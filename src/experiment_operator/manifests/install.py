@@ -98,8 +98,10 @@ def deployment(image_ref: str | None = None) -> Obj:
             "--leader-elect",
             f"--metrics-bind-address=:{METRICS_PORT}",
             f"--health-probe-bind-address=:{PROBE_PORT}",
-            # Spelled out so a kustomize patch can point it at a mirror or a local build.
+            # Spelled out so a kustomize patch can point it at a mirror or a local build, and
+            # choose the routing (docs/routing.md; gateway mode adds --gateway-name=...).
             f"--mlflow-image={DEFAULT_MLFLOW_IMAGE}",
+            "--ingress-controller=auto",
         ],
         "env": [
             {

@@ -14,6 +14,14 @@ from typing import Any, NamedTuple
 import yaml
 
 from experiment_operator.api.trackingserver import TrackingServer
+from experiment_operator.trackingserver.gateway import (
+    DEFAULT_HTTPS_PORT,
+    GATEWAY_API_VERSION,
+    ParentGateway,
+    http_route,
+    listener_set,
+    parent_gateway,
+)
 from experiment_operator.trackingserver.labels import (
     backend_store_secret_name,
     credentials_secret_name,
@@ -37,10 +45,15 @@ from experiment_operator.trackingserver.workload import deployment, service
 
 
 class IngressController(StrEnum):
-    """Which routing objects to make (the operator's `--ingress-controller`)."""
+    """Which routing objects to make (the operator's `--ingress-controller`).
 
+    `auto` is resolved per reconcile to the first API the cluster serves (`routingapi`); the
+    builders only see the others."""
+
+    AUTO = "auto"
     TRAEFIK = "traefik"
     NGINX = "nginx"
+    GATEWAY = "gateway"
     NONE = "none"
 
 
@@ -59,6 +72,12 @@ class ChildOptions:
     """`spec.ingressClassName` of the nginx Ingresses; None leaves it to the cluster default."""
     mlflow_image: str = DEFAULT_MLFLOW_IMAGE
     """The image of TrackingServers without `image` (the operator's `--mlflow-image`)."""
+    gateway: ParentGateway | None = None
+    """The parent Gateway of HTTPRoutes of CRs without `gatewayRef` (`--gateway-name`...)."""
+    listener_sets: bool = False
+    """Whether the cluster serves ListenerSet: TLS then gets a per-TrackingServer listener."""
+    gateway_https_port: int = DEFAULT_HTTPS_PORT
+    """The port of the ListenerSet's HTTPS listener (the Gateway's, e.g. Traefik's websecure)."""
 
     def plan(self, ts: TrackingServer) -> ServerPlan:
         """How `ts`'s server runs; raises `url.InvalidURLError` for an unusable url."""
@@ -118,9 +137,26 @@ def build_children(
                     ts, plan, ingress_class=options.nginx_ingress_class, tls=tls_secret_present
                 )
             )
-        case IngressController.NONE:
-            pass
+        case IngressController.GATEWAY:
+            children.extend(gateway_children(ts, plan, options, tls=tls_secret_present))
+        case IngressController.NONE | IngressController.AUTO:
+            pass  # AUTO found no routing API served (the reconciler reports it)
     return [child for child in children if child is not None]
+
+
+def gateway_children(
+    ts: TrackingServer, plan: ServerPlan, options: ChildOptions, *, tls: bool
+) -> list[dict[str, Any]]:
+    """The HTTPRoute, and the ListenerSet when TLS is wanted and the cluster serves it; none
+    without a parent Gateway (the reconciler reports that)."""
+    parent = parent_gateway(ts, options.gateway)
+    if parent is None:
+        return []
+    with_listener = tls and options.listener_sets
+    children = [http_route(ts, plan, parent, listener_set=with_listener)]
+    if with_listener:
+        children.insert(0, listener_set(ts, plan, parent, port=options.gateway_https_port))
+    return children
 
 
 def possible_children(name: str) -> list[ChildRef]:
@@ -144,6 +180,8 @@ def possible_children(name: str) -> list[ChildRef]:
     refs.append(ChildRef("networking.k8s.io/v1", "Ingress", name))
     refs.append(ChildRef("networking.k8s.io/v1", "Ingress", unprefixed_ingress_name(name)))
     refs.append(ChildRef("networking.k8s.io/v1", "Ingress", redirect_name(name)))
+    refs.append(ChildRef(GATEWAY_API_VERSION, "HTTPRoute", name))
+    refs.append(ChildRef(GATEWAY_API_VERSION, "ListenerSet", name))
     return refs
 
 

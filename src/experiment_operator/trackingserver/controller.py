@@ -17,10 +17,12 @@ from experiment_operator.runtime.kubeapi import Key
 from experiment_operator.runtime.manager import Manager
 from experiment_operator.runtime.store import Change
 from experiment_operator.trackingserver.children import ChildOptions, IngressController
+from experiment_operator.trackingserver.gateway import DEFAULT_HTTPS_PORT, ParentGateway
 from experiment_operator.trackingserver.labels import INSTANCE_LABEL, MANAGED_BY, MANAGED_BY_LABEL
 from experiment_operator.trackingserver.mlflow import DEFAULT_MLFLOW_IMAGE
 from experiment_operator.trackingserver.reconciler import RECHECK_SECONDS, TrackingServerReconciler
 from experiment_operator.trackingserver.resources import (
+    GATEWAY_KINDS,
     WATCHED_KINDS,
     TrackingServerResource,
     child_kinds,
@@ -39,13 +41,19 @@ async def child_options(
     ingress_controller: IngressController,
     nginx_ingress_class: str | None,
     mlflow_image: str = DEFAULT_MLFLOW_IMAGE,
+    *,
+    gateway: ParentGateway | None = None,
+    gateway_https_port: int = DEFAULT_HTTPS_PORT,
 ) -> ChildOptions:
-    """The options with the Traefik group the cluster serves (discovered once, at start)."""
+    """The options with the Traefik group the cluster serves at start (each reconcile looks
+    again, see `routingapi`)."""
     return ChildOptions(
         ingress_controller=ingress_controller,
         traefik_group=await served_traefik_group(client),
         nginx_ingress_class=nginx_ingress_class,
         mlflow_image=mlflow_image,
+        gateway=gateway,
+        gateway_https_port=gateway_https_port,
     )
 
 
@@ -85,7 +93,8 @@ def setup(
         # The reconciler reads the Deployment's and the Pods' status; of the other children
         # only metadata.
         .owns(Deployment, fields=("status",))
-        .owns(*(k for k in child_kinds(options.traefik_group) if k is not Deployment), fields=())
+        .owns(*GATEWAY_KINDS, fields=("status",))  # the Gateway's verdict on them
+        .owns(*(k for k in child_kinds() if k not in (Deployment, *GATEWAY_KINDS)), fields=())
         .watches(WATCHED_KINDS[0], instance_keys, fields=("status",))
         .with_options(
             max_concurrent_reconciles=max_concurrent_reconciles, resync_period=resync_period

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from lightkube.core import resource as lkr
 from lightkube.core.exceptions import ApiError
 from lightkube.resources.apps_v1 import Deployment
-from lightkube.resources.core_v1 import PersistentVolumeClaim, Pod, Secret
+from lightkube.resources.core_v1 import PersistentVolumeClaim, Pod
 from pydantic import ValidationError
 
 from experiment_operator.api.trackingserver import TrackingServer
@@ -33,13 +33,14 @@ from experiment_operator.runtime.kubeapi import KindInfo, Obj
 from experiment_operator.runtime.logging import bind
 from experiment_operator.runtime.manager import Manager
 from experiment_operator.runtime.store import Store
-from experiment_operator.trackingserver import lifecycle, podstatus, status, tls
+from experiment_operator.trackingserver import lifecycle, podstatus, status
 from experiment_operator.trackingserver.children import (
     ChildOptions,
     ChildRef,
     build_children,
     unwanted_children,
 )
+from experiment_operator.trackingserver.gatewaystatus import gateway_findings
 from experiment_operator.trackingserver.labels import INSTANCE_LABEL, backend_store_secret_name
 from experiment_operator.trackingserver.mlflow import server_command
 from experiment_operator.trackingserver.passes import Pass, version
@@ -49,7 +50,9 @@ from experiment_operator.trackingserver.rollouts import (
     NEW_QUIET_SECONDS,
     QuietRollouts,
 )
+from experiment_operator.trackingserver.routingapi import RoutingChooser
 from experiment_operator.trackingserver.secrets import credentials_source
+from experiment_operator.trackingserver.speccheck import SpecChecks
 from experiment_operator.trackingserver.status import ConditionValue, Findings
 from experiment_operator.trackingserver.url import InvalidURLError
 from experiment_operator.trackingserver.workload import deployment
@@ -67,9 +70,8 @@ cert-manager, a foreign object in the way) are not in our label-selected caches,
 appearance or removal fires no event: while such a condition lasts, look again at this
 interval. An unserved routing API is rechecked 10x slower."""
 
-SECRET = KindInfo.of(Secret)
 PVC = KindInfo.of(PersistentVolumeClaim)
-ROUTING_KINDS = frozenset({"IngressRoute", "Middleware", "Ingress"})
+ROUTING_KINDS = frozenset({"IngressRoute", "Middleware", "Ingress", "HTTPRoute", "ListenerSet"})
 
 
 class SyncError(Exception):
@@ -106,6 +108,8 @@ class TrackingServerReconciler:
         self.clock = clock
         self.recheck_interval = recheck_interval
         self.rollouts = QuietRollouts()
+        self.routing = RoutingChooser(manager, options, interval=recheck_interval)
+        self.checks = SpecChecks(manager, clock=clock, recheck_interval=recheck_interval)
 
     async def reconcile(self, request: Request) -> Result:
         obj = self.manager.cache(TrackingServerResource).get(request.namespace, request.name)
@@ -135,8 +139,8 @@ class TrackingServerReconciler:
             await self._finalize(p)
             return Result()
         logger = bind(log, key=f"{p.namespace}/{p.name}")
-        tls_value, tls_present, keep_tls_secret = await self._tls(p)
-        await self._check_credentials(p)
+        tls_value, tls_present, keep_tls_secret = await self.checks.tls(p)
+        await self.checks.credentials(p)
         self._check_volume_spec(p)
         try:
             plan = self.options.plan(p.ts)
@@ -146,7 +150,8 @@ class TrackingServerReconciler:
             p.routing_failed = True
             p.deployment = self.manager.cache(Deployment).get(p.namespace, p.name)
             return await self._finish(p, tls_value)
-        children = build_children(p.ts, self.options, tls_secret_present=tls_present)
+        options = await self.routing.options_for(p)
+        children = build_children(p.ts, options, tls_secret_present=tls_present)
         unwanted = unwanted_children(p.name, children)
         if keep_tls_secret:  # an invalid cert/key: neither write it nor delete what exists
             children = [c for c in children if not self._is_tls_secret(c, p)]
@@ -169,6 +174,7 @@ class TrackingServerReconciler:
             if child["kind"] == "Deployment":
                 p.deployment = live
         await self._apply_all(p, [c for c in children if c["kind"] in ROUTING_KINDS])
+        tls_value = gateway_findings(self.manager, p, options, children, tls_value, tls_present)
         await self._delete_unwanted(p, unwanted)
         await self._update_finalizers(p)
         if not p.wrote:
@@ -223,64 +229,6 @@ class TrackingServerReconciler:
         return Result(requeue_after=min(p.requeue_after, default=None))
 
     # --- spec checks ---
-
-    async def _tls(self, p: Pass) -> tuple[ConditionValue, bool, bool]:
-        """The TLS condition, whether a Secret `<name>` will exist for routing, and whether an
-        existing one must be kept as is (the spec's cert/key are invalid)."""
-        spec = p.ts.spec
-        if spec.tls_enabled:
-            check = tls.check_tls_pair(spec.cert, spec.key.get_secret_value(), now=self.clock())
-            if check.reason == tls.VALID:
-                return ConditionValue("True", "Valid", check.message), True, False
-            if check.expired:
-                message = f"{check.message}; it is still served"
-                return ConditionValue("False", check.reason, message), True, False
-            p.problems.append(ConditionValue("False", check.reason, check.message))
-            existing = await self._read_secret(p, p.name)
-            return ConditionValue("False", check.reason, check.message), existing is not None, True
-        existing = await self._read_secret(p, p.name)
-        if existing is not None and not is_controlled_by(existing, p.uid):
-            return (
-                ConditionValue("True", "UserSecret", f"serving the Secret {p.name}"),
-                True,
-                False,
-            )
-        if spec.url.startswith("https:"):
-            p.requeue_after.append(self.recheck_interval)
-            message = (
-                f"url is https but there is no cert/key and no Secret {p.name}: served without "
-                "TLS until one exists"
-            )
-            return ConditionValue("False", status.TLS_SECRET_NOT_FOUND, message), False, False
-        return ConditionValue("True", "NotRequested", "url is http"), False, False
-
-    async def _read_secret(self, p: Pass, name: str) -> Obj | None:
-        """A Secret from our cache, else from the server (a user's Secret is not cached)."""
-        cached = self.manager.cache(Secret).get(p.namespace, name)
-        if cached is not None:
-            return cached
-        return await kubeapi.get(self.client, SECRET, p.namespace, name)
-
-    async def _check_credentials(self, p: Pass) -> None:
-        source = credentials_source(p.ts)
-        if source is None or source.owned:
-            return
-        secret = await self._read_secret(p, source.secret_name)
-        if secret is None:
-            p.problems.append(
-                ConditionValue(
-                    "False",
-                    status.CREDENTIALS_SECRET_NOT_FOUND,
-                    f"the Secret {source.secret_name} named by s3CredentialsSecretRef does not "
-                    "exist",
-                )
-            )
-            p.requeue_after.append(self.recheck_interval)
-            return
-        missing = status.missing_credentials_keys(source, secret)
-        if missing is not None:
-            p.problems.append(missing)
-            p.requeue_after.append(self.recheck_interval)
 
     def _check_volume_spec(self, p: Pass) -> None:
         incomplete = status.incomplete_volume(p.ts)

@@ -17,6 +17,7 @@ from experiment_operator.api.trackingserver import GROUP, KIND, PLURAL, VERSION
 from experiment_operator.runtime import kubeapi
 from experiment_operator.runtime.kubeapi import KindInfo
 from experiment_operator.trackingserver.children import TRAEFIK_GROUPS
+from experiment_operator.trackingserver.gateway import GATEWAY_GROUP, GATEWAY_VERSION
 from experiment_operator.trackingserver.routing import TRAEFIK_VERSION
 
 TrackingServerResource = create_namespaced_resource(GROUP, VERSION, KIND, PLURAL)
@@ -29,6 +30,13 @@ MIDDLEWARES = {
     group: create_namespaced_resource(group, TRAEFIK_VERSION, "Middleware", "middlewares")
     for group in TRAEFIK_GROUPS
 }
+
+HTTPRoute = create_namespaced_resource(GATEWAY_GROUP, GATEWAY_VERSION, "HTTPRoute", "httproutes")
+ListenerSet = create_namespaced_resource(
+    GATEWAY_GROUP, GATEWAY_VERSION, "ListenerSet", "listenersets"
+)
+GATEWAY_KINDS: tuple[type[lkr.Resource], ...] = (HTTPRoute, ListenerSet)
+"""Gateway API children, cached with their status (a Gateway's verdict on them)."""
 
 CORE_CHILD_KINDS: tuple[type[lkr.Resource], ...] = (
     PersistentVolumeClaim,
@@ -43,14 +51,15 @@ WATCHED_KINDS: tuple[type[lkr.Resource], ...] = (Pod,)
 """Kinds made by others for us (the Deployment's Pods), watched to explain a broken server."""
 
 
-def child_kinds(traefik_group: str) -> list[type[lkr.Resource]]:
-    """The kinds the controller owns (and caches): the core ones and one Traefik group's."""
-    return [*CORE_CHILD_KINDS, INGRESS_ROUTES[traefik_group], MIDDLEWARES[traefik_group]]
+def child_kinds() -> list[type[lkr.Resource]]:
+    """The kinds the controller owns (and caches when served): every routing mode's, so that
+    switching modes finds the old mode's objects to delete."""
+    return [*CORE_CHILD_KINDS, *INGRESS_ROUTES.values(), *MIDDLEWARES.values(), *GATEWAY_KINDS]
 
 
 def kind_of(api_version: str, kind: str) -> type[lkr.Resource] | None:
     """The resource class of a child identity, if it is one of ours."""
-    for res in (*CORE_CHILD_KINDS, *INGRESS_ROUTES.values(), *MIDDLEWARES.values()):
+    for res in child_kinds():
         info = KindInfo.of(res)
         if info.api_version == api_version and info.kind == kind:
             return res

@@ -31,6 +31,26 @@ VOLUME_UPDATE_FORBIDDEN = "VolumeUpdateForbidden"
 INCOMPLETE_VOLUME_SPEC = "IncompleteVolumeSpec"
 TLS_SECRET_NOT_FOUND = "SecretNotFound"
 INVALID_URL = "InvalidURL"
+NO_ROUTING_API = "NoRoutingAPIServed"
+GATEWAY_NOT_SET = "GatewayNotSet"
+TLS_NOT_USED = "TLSNotUsedByGateway"
+GATEWAY_REASONS = frozenset(
+    {
+        "NotAllowedByListeners",
+        "NoMatchingListenerHostname",
+        "NoMatchingParent",
+        "UnsupportedValue",
+        "RefNotPermitted",
+        "InvalidKind",
+        "BackendNotFound",
+        "UnsupportedProtocol",
+        "NotAllowed",
+        "ParentNotAccepted",
+        "ListenersNotValid",
+        "Invalid",
+    }
+)
+"""Gateway API's standard reasons for an HTTPRoute or ListenerSet a Gateway refused."""
 
 WARNING_REASONS = frozenset(
     {
@@ -44,6 +64,10 @@ WARNING_REASONS = frozenset(
         INCOMPLETE_VOLUME_SPEC,
         TLS_SECRET_NOT_FOUND,
         INVALID_URL,
+        NO_ROUTING_API,
+        GATEWAY_NOT_SET,
+        TLS_NOT_USED,
+        *GATEWAY_REASONS,
         "InvalidCertificate",
         "InvalidPrivateKey",
         "CertificateKeyMismatch",

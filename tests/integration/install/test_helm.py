@@ -119,6 +119,10 @@ def test_every_documented_value_sets_its_option(helm: Helm) -> None:
     given = {
         "ingressController": "nginx",
         "nginxIngressClass": "internal",
+        "gateway.name": "public",
+        "gateway.namespace": "gateway-system",
+        "gateway.sectionName": "websecure",
+        "gateway.httpsPort": "8443",
         "watchNamespaces": "{team-a,team-b}",
         "mlflowImage": "registry.example/mlflow:3.17.2",
         "maxConcurrentReconciles": "7",
@@ -135,6 +139,10 @@ def test_every_documented_value_sets_its_option(helm: Helm) -> None:
     assert _operator_options(helm, *values) == cli.RunOptions(
         ingress_controller=IngressController.NGINX,
         nginx_ingress_class="internal",
+        gateway_name="public",
+        gateway_namespace="gateway-system",
+        gateway_section_name="websecure",
+        gateway_https_port=8443,
         mlflow_image="registry.example/mlflow:3.17.2",
         namespaces=["team-a", "team-b"],
         max_concurrent_reconciles=7,

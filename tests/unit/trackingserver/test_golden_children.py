@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ from experiment_operator.trackingserver.children import (
     IngressController,
     build_children,
 )
+from experiment_operator.trackingserver.gateway import ParentGateway
 
 GOLDEN = Path(__file__).resolve().parents[2] / "golden" / "trackingserver"
 CORE_API_VERSIONS = {"v1", "apps/v1", "networking.k8s.io/v1"}
@@ -42,6 +43,11 @@ class Scenario:
 
 TRAEFIK_LEGACY = ChildOptions(traefik_group="traefik.containo.us")
 NGINX = ChildOptions(ingress_controller=IngressController.NGINX)
+GATEWAY = ChildOptions(
+    ingress_controller=IngressController.GATEWAY,
+    gateway=ParentGateway("public", "gateway-system", "web"),
+)
+GATEWAY_LISTENER_SETS = replace(GATEWAY, listener_sets=True, gateway_https_port=8443)
 
 OPERATOR_POD_FIELDS = {
     "image": "ghcr.io/mlflow/mlflow:v3.17.2",
@@ -156,6 +162,22 @@ SCENARIOS = [
         {**NO_TLS, **OPERATOR_POD_FIELDS, "backend_uri": "file:///mlflow/mlruns"},
         ChildOptions(ingress_controller=IngressController.NONE),
         tls_secret_present=False,
+    ),
+    Scenario("blog-gateway-tls-listenerset", "blog", {}, GATEWAY_LISTENER_SETS, True),
+    Scenario("blog-gateway-tls-no-listenerset", "blog", {}, GATEWAY, tls_secret_present=True),
+    Scenario(
+        "operator-prefix-gateway-notls",
+        "blog",
+        {**NO_TLS, "image": None, "url": "http://mlflow.example.com/ml/team-b/"},
+        GATEWAY_LISTENER_SETS,
+        tls_secret_present=False,
+    ),
+    Scenario(
+        "nopath-gateway-gatewayref",
+        "blog",
+        {"url": "https://mlflow.example.com", "gatewayRef": {"name": "tenants"}},
+        GATEWAY_LISTENER_SETS,
+        tls_secret_present=True,
     ),
     Scenario(
         "repo-none-retain",

@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 
 from experiment_operator.api.trackingserver import TrackingServer
 from experiment_operator.trackingserver.children import ChildOptions, IngressController
+from experiment_operator.trackingserver.gateway import ParentGateway, http_route, listener_set
 from experiment_operator.trackingserver.mlflow import DEFAULT_MLFLOW_IMAGE, ServerPlan
 from experiment_operator.trackingserver.routing import (
     ingress_route,
@@ -139,6 +140,22 @@ def test_every_builder_refuses_or_routes_safely(url: str) -> None:
                 "308",
                 f"{parsed.tracking_uri}/",
             }
+        parent = ParentGateway("gw", "infra")
+        http = http_route(ts, plan, parent, listener_set=True)["spec"]
+        assert http["hostnames"] == [parsed.host]
+        for rule in http["rules"]:
+            for match in rule["matches"]:
+                assert match["path"]["value"] in (
+                    parsed.prefix or "/",
+                    "/static-files",
+                    "/ajax-api",
+                )
+            for f in rule.get("filters", []):
+                path = (f.get("requestRedirect") or f.get("urlRewrite"))["path"]
+                assert path.get("replaceFullPath", f"{parsed.prefix}/") == f"{parsed.prefix}/"
+                assert path.get("replacePrefixMatch", "/") == "/"
+        [listener] = listener_set(ts, plan, parent, port=443)["spec"]["listeners"]
+        assert listener["hostname"] == parsed.host
 
 
 @pytest.mark.parametrize(
