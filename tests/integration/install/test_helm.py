@@ -83,7 +83,8 @@ def test_template_cluster_wide(helm: Helm, kubectl: Kubectl, namespace: str) -> 
             "containers"
         ][0]["env"]
     }
-    assert env["EXPERIMENT_OPERATOR_INGRESS_CONTROLLER"] == "traefik"
+    assert env["EXPERIMENT_OPERATOR_INGRESS_CONTROLLER"] == "auto"
+    assert env["EXPERIMENT_OPERATOR_GATEWAY_NAME"] == ""  # unset: spec.gatewayRef per CR
     assert env["EXPERIMENT_OPERATOR_LEADER_ELECT"] == "true"
     assert "EXPERIMENT_OPERATOR_NAMESPACE" not in env
     dry = kubectl("apply", "--dry-run=server", "-f", "-", input=out, check=False)

@@ -13,6 +13,8 @@ import pytest
 from lightkube import AsyncClient
 from prometheus_client import REGISTRY
 
+from experiment_lab.cluster import Kubectl
+from experiment_lab.crds import crds_removed
 from experiment_lab.objects import (
     condition,
     create,
@@ -192,22 +194,32 @@ async def test_switching_the_ingress_controller_removes_what_is_not_needed(
 
 
 async def test_legacy_traefik_group(
-    operator_kubeconfig: Path, kube: AsyncClient, namespace: str
+    operator_kubeconfig: Path, kube: AsyncClient, namespace: str, kubectl: Kubectl
 ) -> None:
-    """Clusters that only serve the original controller's `traefik.containo.us`."""
-    options = ChildOptions(traefik_group="traefik.containo.us")
-    async with run_operator(operator_kubeconfig, namespaces=[namespace], options=options):
-        await create(kube, sample("blog", namespace))
-        await eventually(lambda: ready(kube, namespace), within=60)
-        legacy = {
-            ("IngressRoute/traefik.containo.us/v1alpha1", NAME),
-            ("Middleware/traefik.containo.us/v1alpha1", NAME),
-            ("Middleware/traefik.containo.us/v1alpha1", f"{NAME}-redirect"),
-        }
-        assert await routing(kube, namespace) == legacy
-        route = await get(kube, "traefik.containo.us/v1alpha1", "IngressRoute", namespace, NAME)
-        assert route is not None
-        assert route["spec"]["tls"] == {"secretName": NAME}
+    """A cluster that only serves the original controller's `traefik.containo.us` gets that
+    group; once Traefik v3's CRDs are installed (no operator restart), the next reconcile moves
+    to `traefik.io` and deletes the legacy objects."""
+    legacy = "traefik.containo.us/v1alpha1"
+    names = (("IngressRoute", NAME), ("Middleware", NAME), ("Middleware", f"{NAME}-redirect"))
+    with crds_removed(kubectl, "ingressroutes.traefik.io", "middlewares.traefik.io") as restore:
+        options = ChildOptions(ingress_controller=IngressController.TRAEFIK)
+        async with run_operator(operator_kubeconfig, namespaces=[namespace], options=options):
+            ts = await create(kube, sample("blog", namespace))
+            await eventually(lambda: ready(kube, namespace), within=60)
+            for kind, name in names:
+                assert await get(kube, legacy, kind, namespace, name) is not None, kind
+            route = await get(kube, legacy, "IngressRoute", namespace, NAME)
+            assert route is not None
+            assert route["spec"]["tls"] == {"secretName": NAME}
+
+            restore()
+            await merge_patch(kube, ts, {"spec": {"size": 2}})  # any change reconciles
+            current = {(f"{kind}/traefik.io/v1alpha1", name) for kind, name in names}
+
+            async def moved() -> bool:
+                return await routing(kube, namespace) == current
+
+            await eventually(moved, within=60)
 
 
 SEED_MANAGER = "controller-manager.exe"
