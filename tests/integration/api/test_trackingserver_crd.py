@@ -93,6 +93,8 @@ async def test_kubectl_explain_shows_descriptions(kubectl: Kubectl) -> None:
         ("spec.podAnnotations", "Extra annotations"),
         ("spec.serviceAccountName", "ServiceAccount the MLflow Pods run as"),
         ("spec.imagePullSecrets.name", "Name of the referent"),
+        ("spec.gatewayRef", "The Gateway the HTTPRoute attaches to"),
+        ("spec.gatewayRef.sectionName", "Name of one listener of the Gateway"),
     ]:
         await retry_kubectl(kubectl, "explain", f"trackingserver.{path}", want=want)
 
@@ -217,6 +219,17 @@ CASES = [
         },
         "spec.s3CredentialsSecretRef.accessKeyIDKey in body should match",
     ),
+    Case("gateway-ref-without-name", {"gatewayRef": {}}, "spec.gatewayRef.name: Required value"),
+    Case(
+        "gateway-ref-bad-namespace",
+        {"gatewayRef": {"name": "public", "namespace": "Gateway_System"}},
+        "spec.gatewayRef.namespace in body should match",
+    ),
+    Case(
+        "gateway-ref-bad-section",
+        {"gatewayRef": {"name": "public", "sectionName": "Web Secure"}},
+        "spec.gatewayRef.sectionName in body should match",
+    ),
     Case(
         "unknown-retention-policy",
         {"volumeRetentionPolicy": "Keep"},
@@ -278,6 +291,8 @@ VALID = {
         "key": None,
     },
     "empty-image": {"image": ""},
+    "gateway-ref": {"gatewayRef": {"name": "public", "namespace": "infra", "sectionName": "https"}},
+    "gateway-ref-name-only": {"gatewayRef": {"name": "public"}},
     "url-port-prefix-unreserved": {"url": "https://MLflow.Example.com:8443/team_A/v1.0~x/"},
     "backends": {"backend_uri": "postgresql+psycopg2://mlflow:p%40ss@db.example:5432/mlflow"},
     "file-store": {"backend_uri": "file:///mlflow/mlruns"},
