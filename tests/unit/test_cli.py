@@ -33,6 +33,7 @@ def test_defaults() -> None:
         gateway_namespace=None,
         gateway_section_name=None,
         gateway_https_port=443,
+        gateway_listener_sets=True,
         mlflow_image="ghcr.io/mlflow/mlflow:v3.17.2-full",
         namespaces=None,
         max_concurrent_reconciles=16,
@@ -76,6 +77,7 @@ def test_flags() -> None:
             "--gateway-namespace=gateway-system",
             "--gateway-section-name=websecure",
             "--gateway-https-port=8443",
+            "--gateway-listener-sets=false",
             "--leader-election-lease-duration=4s",
             "--leader-election-renew-deadline=3",
             "--leader-election-retry-period=500ms",
@@ -103,6 +105,7 @@ def test_flags() -> None:
         "websecure",
     )
     assert opts.gateway_https_port == 8443
+    assert opts.gateway_listener_sets is False
 
 
 def test_environment_as_the_chart_sets_it() -> None:

@@ -41,6 +41,7 @@ class RunOptions:
     gateway_namespace: str | None
     gateway_section_name: str | None
     gateway_https_port: int
+    gateway_listener_sets: bool
     mlflow_image: str
     namespaces: list[str] | None
     max_concurrent_reconciles: int
@@ -141,6 +142,16 @@ RUN_OPTIONS = (
         "the port the Gateway implementation listens on for HTTPS (Traefik: its websecure "
         "entryPoint's port)",
         "PORT",
+    ),
+    _Option(
+        "--gateway-listener-sets",
+        boolean,
+        "true",
+        "make a ListenerSet per TrackingServer with TLS where the cluster serves ListenerSet; "
+        "false when the Gateway implementation does not implement it although its CRD is "
+        "installed (e.g. Traefik v3.6, which implements Gateway API v1.4): cert and key are "
+        "then reported unused",
+        "true|false",
     ),
     _Option(
         "--mlflow-image",

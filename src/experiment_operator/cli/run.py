@@ -49,6 +49,7 @@ async def run(options: RunOptions) -> int:
                     else None
                 ),
                 gateway_https_port=options.gateway_https_port,
+                gateway_listener_sets=options.gateway_listener_sets,
             )
         except (httpx2.HTTPError, ApiError) as err:
             log.error("cannot reach the API server: %s", err)

@@ -34,6 +34,7 @@ HELM_VALUES: dict[str, str] = {
     "--gateway-namespace": "gateway.namespace",
     "--gateway-section-name": "gateway.sectionName",
     "--gateway-https-port": "gateway.httpsPort",
+    "--gateway-listener-sets": "gateway.listenerSets",
     "--mlflow-image": "mlflowImage",
     "--namespace": "watchNamespaces",
     "--max-concurrent-reconciles": "maxConcurrentReconciles",

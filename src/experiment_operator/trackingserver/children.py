@@ -76,6 +76,8 @@ class ChildOptions:
     """The parent Gateway of HTTPRoutes of CRs without `gatewayRef` (`--gateway-name`...)."""
     listener_sets: bool = False
     """Whether the cluster serves ListenerSet: TLS then gets a per-TrackingServer listener."""
+    listener_sets_enabled: bool = True
+    """The operator's `--gateway-listener-sets`: use ListenerSet where served."""
     gateway_https_port: int = DEFAULT_HTTPS_PORT
     """The port of the ListenerSet's HTTPS listener (the Gateway's, e.g. Traefik's websecure)."""
 

@@ -44,6 +44,7 @@ async def child_options(
     *,
     gateway: ParentGateway | None = None,
     gateway_https_port: int = DEFAULT_HTTPS_PORT,
+    gateway_listener_sets: bool = True,
 ) -> ChildOptions:
     """The options with the Traefik group the cluster serves at start (each reconcile looks
     again, see `routingapi`)."""
@@ -54,6 +55,7 @@ async def child_options(
         mlflow_image=mlflow_image,
         gateway=gateway,
         gateway_https_port=gateway_https_port,
+        listener_sets_enabled=gateway_listener_sets,
     )
 
 

@@ -39,8 +39,8 @@ GATEWAY_NOT_SET_MESSAGE = (
 TLS_NOT_USED_MESSAGE = (
     "{what} unused: with Gateway API, TLS is terminated by the Gateway's listeners, and this "
     "cluster does not serve ListenerSet (gateway.networking.k8s.io/v1) for a listener per "
-    "TrackingServer; put the certificate on the Gateway (e.g. cert-manager's Gateway support), "
-    "see docs/routing.md"
+    "TrackingServer (or --gateway-listener-sets=false); put the certificate on the Gateway "
+    "(e.g. cert-manager's Gateway support), see docs/routing.md"
 )
 
 

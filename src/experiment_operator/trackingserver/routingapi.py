@@ -74,7 +74,7 @@ class RoutingChooser:
             mode = IngressController.GATEWAY if await self._served(HTTPRoute) else mode
         if mode is IngressController.GATEWAY:
             await self._served(HTTPRoute)  # reported by the reconciler when still missing
-            listener_sets = await self._served(ListenerSet)
+            listener_sets = options.listener_sets_enabled and await self._served(ListenerSet)
             if not listener_sets and p.ts.spec.tls_enabled:  # cert/key unused until it is
                 p.requeue_after.append(NOT_SERVED_RECHECK_FACTOR * self.interval)
             return replace(options, ingress_controller=mode, listener_sets=listener_sets)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -160,6 +161,21 @@ async def test_without_listener_sets_cert_and_key_are_reported_unused_until_serv
             await eventually(
                 lambda: _tls_reason_is(kube, namespace, "CertificateExpired"), within=30
             )
+
+
+async def test_listener_sets_can_be_turned_off(
+    operator_kubeconfig: Path, kube: AsyncClient, namespace: str
+) -> None:
+    """--gateway-listener-sets=false: for a Gateway that does not implement ListenerSet although
+    its CRD is installed (Traefik v3.6 on a cluster with Gateway API v1.6's CRDs)."""
+    options = replace(gateway_options(namespace), listener_sets_enabled=False)
+    async with run_operator(operator_kubeconfig, namespaces=[namespace], options=options):
+        await create(kube, sample("blog", namespace))
+        await eventually(lambda: _tls_reason_is(kube, namespace, "TLSNotUsedByGateway"), within=60)
+        route = await get(kube, GW, "HTTPRoute", namespace, NAME)
+        assert route is not None
+        assert [p["kind"] for p in route["spec"]["parentRefs"]] == ["Gateway"]
+        assert not await exists(kube, GW, "ListenerSet", namespace)
 
 
 async def _tls_reason_is(kube: AsyncClient, ns: str, reason: str) -> bool:
