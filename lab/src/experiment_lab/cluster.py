@@ -74,9 +74,19 @@ class Cluster:
             pytest.skip("needs the local control plane (not USE_EXISTING_CLUSTER)")
         return self.control_plane
 
-    def install_third_party_crds(self) -> None:
-        """Install the Traefik and Gateway API CRDs; on an existing cluster only missing ones."""
+    def install_third_party_crds(self, gateway_api: str | None = None) -> None:
+        """Install the Traefik and Gateway API CRDs; on an existing cluster only missing ones.
+
+        ``gateway_api`` ("v1.4.0"): only that Gateway API bundle (the one a real Traefik
+        implements); otherwise every bundle, in order, the newest last.
+        """
         for path in sorted(third_party_crds_dir().glob("*.yaml")):
+            if (
+                gateway_api
+                and path.name.startswith("gateway-api-")
+                and gateway_api not in path.name
+            ):
+                continue
             if not self.existing:
                 self.kubectl("apply", "--server-side", "-f", str(path))
                 continue

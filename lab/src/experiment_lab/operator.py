@@ -7,10 +7,12 @@ every request its client makes, so a caller can count the operator's writes exac
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+import threading
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx2
 from lightkube import AsyncClient, KubeConfig
@@ -66,3 +68,35 @@ async def run_operator(
         manager.stop()
         await asyncio.wait_for(task, 30)
         await client.close()
+
+
+@contextmanager
+def operator_in_thread(kubeconfig: Path, **kwargs: Any) -> Iterator[None]:
+    """`run_operator` on an event loop of its own thread, for synchronous tests that block
+    while they wait (the operator keeps reconciling meanwhile)."""
+    loop = asyncio.new_event_loop()
+    started = threading.Event()
+    stop = asyncio.Event()
+    failure: list[BaseException] = []
+
+    async def main() -> None:
+        try:
+            async with run_operator(kubeconfig, **kwargs):
+                started.set()
+                await stop.wait()
+        except BaseException as err:
+            failure.append(err)
+            started.set()
+            raise
+
+    thread = threading.Thread(target=loop.run_until_complete, args=(main(),), daemon=True)
+    thread.start()
+    started.wait(120)
+    if failure or not started.is_set():
+        raise RuntimeError("the operator did not start") from (failure[0] if failure else None)
+    try:
+        yield
+    finally:
+        loop.call_soon_threadsafe(stop.set)
+        thread.join(60)
+        loop.close()
