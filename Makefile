@@ -8,8 +8,8 @@ LOCAL := .local
 export PYTHONUNBUFFERED := 1
 
 .PHONY: help venv controlplane lab-binaries binaries manifests check-manifests image lint typecheck \
-        unit integration test reliability demo bench cluster-up cluster-down clean lab-packages \
-        lab-images
+        unit integration node test reliability demo bench cluster-up cluster-down clean lab-packages \
+        lab-images lab
 
 help: ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -47,6 +47,9 @@ lab-packages: ## Install the Debian packages of the lab's node tier (root; conta
 lab-images: venv lab-packages ## Build the node tier's images (pause, MLflow, seed contract, operator) into ~/.cache/experiment-operator/images
 	$(BIN)/python -m experiment_lab.images build
 
+lab: venv lab-packages ## Everything the node tier needs: Go binaries and images, built side by side (cold: see docs/lab.md)
+	@$(MAKE) --no-print-directory -j2 binaries lab-images
+
 lint: venv ## ruff (lint + format check)
 	$(BIN)/ruff check src lab tests bench
 	$(BIN)/ruff format --check src lab tests bench
@@ -58,9 +61,12 @@ unit: venv ## Tests that need no API server
 	$(BIN)/pytest -m "not integration" tests
 
 integration: venv binaries ## Tests against a real API server (local, or KUBECONFIG with USE_EXISTING_CLUSTER=true)
-	$(BIN)/pytest -m integration tests
+	$(BIN)/pytest -m "integration and not node" tests
 
-test: venv binaries lint typecheck ## Everything: lint, types, unit, integration, e2e
+node: lab ## The node tier's tests only: a real kubelet, Traefik, S3, PostgreSQL, Chromium (see docs/lab.md)
+	$(BIN)/pytest -m node tests
+
+test: lab lint typecheck ## Everything: lint, types, unit, integration, the node tier, e2e
 	$(BIN)/pytest tests
 
 reliability: venv controlplane ## Only the reliability tests (kills, API server faults, throttling, partition; part of test), figures in .local/reliability.jsonl (RELIABILITY_LEASE_TIMINGS=15,10,2: production Lease timings)
@@ -72,26 +78,27 @@ SCENARIOS ?= all
 bench: venv controlplane ## Benchmarks on a fresh control plane with N TrackingServers (N=1000, SCENARIOS=idle,restart,spec,latency,unrelated, BENCH_ARGS=...); never part of test
 	$(BIN)/python -m bench --n $(N) --scenarios $(SCENARIOS) $(BENCH_ARGS)
 
-cluster-up: venv controlplane ## Start the local control plane in the background (.local/kubeconfig)
+TIER ?= node
+cluster-up: venv lab ## Start the lab in the background (.local/kubeconfig, .local/lab.env; TIER=kwok: fake nodes only)
 	@mkdir -p $(LOCAL)
 	@if [[ -f $(LOCAL)/cluster.pid ]] && kill -0 $$(cat $(LOCAL)/cluster.pid) 2>/dev/null; then \
 	  echo "already running: KUBECONFIG=$(LOCAL)/kubeconfig"; exit 0; fi
 	@rm -f $(LOCAL)/ready
-	@setsid $(BIN)/python -m experiment_lab serve $(LOCAL) > $(LOCAL)/cluster.log 2>&1 & \
+	@setsid $(BIN)/python -m experiment_lab serve $(LOCAL) --tier $(TIER) > $(LOCAL)/cluster.log 2>&1 & \
 	  echo $$! > $(LOCAL)/cluster.pid
-	@for i in $$(seq 1 120); do \
+	@for i in $$(seq 1 600); do \
 	  [[ -f $(LOCAL)/ready ]] && { echo "cluster up: export KUBECONFIG=$$PWD/$(LOCAL)/kubeconfig"; exit 0; }; \
 	  kill -0 $$(cat $(LOCAL)/cluster.pid) 2>/dev/null || { cat $(LOCAL)/cluster.log; exit 1; }; \
 	  sleep 0.5; done; cat $(LOCAL)/cluster.log; exit 1
 
-cluster-down: ## Stop the local control plane and every process it started
+cluster-down: ## Stop the lab and every process it started
 	@if [[ -f $(LOCAL)/cluster.pid ]]; then \
 	  pid=$$(cat $(LOCAL)/cluster.pid); kill -TERM -- -$$pid 2>/dev/null || true; \
 	  for i in $$(seq 1 60); do kill -0 -- -$$pid 2>/dev/null || break; sleep 0.5; done; \
 	  kill -KILL -- -$$pid 2>/dev/null || true; rm -f $(LOCAL)/cluster.pid $(LOCAL)/ready; \
 	  echo "cluster down"; else echo "no cluster running"; fi
 
-demo: venv controlplane ## Control plane + operator (as its ServiceAccount) + the seed's sample; Ctrl-C stops
+demo: lab ## The node tier, the operator (as its ServiceAccount), the seed's sample and a tenant at http://localhost:8080/demo; Ctrl-C stops
 	$(BIN)/python -m experiment_lab.demo
 
 clean: cluster-down ## Remove the venv and local state (the binary cache stays)
