@@ -66,8 +66,13 @@ integration: venv binaries ## Tests against a real API server (local, or KUBECON
 node: lab ## The node tier's tests only: a real kubelet, Traefik, S3, PostgreSQL, Chromium (see docs/lab.md)
 	$(BIN)/pytest -m node tests
 
-test: lab lint typecheck ## Everything: lint, types, unit, integration, the node tier, e2e
-	$(BIN)/pytest tests
+test: lab lint typecheck ## Everything: lint, types, unit, integration, e2e; the node tier's session runs beside the rest ([node] lines)
+	@set +e; \
+	( $(BIN)/pytest -m node tests 2>&1 | sed -u 's/^/[node] /' ) & node=$$!; \
+	$(BIN)/pytest -m "not node" tests; fast=$$?; \
+	wait $$node; slow=$$?; \
+	echo "[test] exit codes: unit, integration and e2e $$fast; node tier $$slow"; \
+	exit $$(( fast != 0 || slow != 0 ))
 
 reliability: venv controlplane ## Only the reliability tests (kills, API server faults, throttling, partition; part of test), figures in .local/reliability.jsonl (RELIABILITY_LEASE_TIMINGS=15,10,2: production Lease timings)
 	@mkdir -p $(LOCAL)

@@ -91,7 +91,11 @@ def test_a_trackingserver_made_by_the_in_cluster_operator_serves(
             "Ready=True",
             lambda: serving.ready_condition(cluster, namespace, "mlflow").get("status") == "True",
         )
-        assert serving.serves_mlflow(node_tier.ingress, HOST, f"{PREFIX}/", tls=False)
+        serving.until(  # Traefik picks the new route up from its watch within seconds
+            "MLflow's UI through Traefik",
+            lambda: serving.serves_mlflow(node_tier.ingress, HOST, f"{PREFIX}/", tls=False),
+            timeout=60,
+        )
         with mlflow_client(node_tier.ingress, HOST, PREFIX, tls=False) as client:
             experiment_id = client.create_experiment("in-cluster")
             run = client.create_run(experiment_id)

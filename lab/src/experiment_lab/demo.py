@@ -29,7 +29,7 @@ from experiment_lab.cluster import Cluster
 from experiment_lab.images import MLFLOW_IMAGE
 from experiment_lab.lab import Lab, running_lab
 from experiment_lab.serviceaccount import operator_account
-from experiment_lab.serving import SEED_HOST, SEED_PREFIX, SEED_SAMPLE, until
+from experiment_lab.serving import SEED_HOST, SEED_PREFIX, SEED_SAMPLE, apply, until
 
 SAMPLE_NAMESPACE = "aiscope-devops-platform"
 OPERATOR_NAMESPACE = "experiment-operator-system"
@@ -93,6 +93,7 @@ def demo_tenant(lab: Lab, url: str) -> dict[str, object]:
         "kind": "TrackingServer",
         "metadata": {"name": "mlflow", "namespace": DEMO_NAMESPACE},
         "spec": {
+            "size": 1,
             "url": url,
             "backend_uri": backend_uri,
             "artifact_root": "s3://demo/artifacts",
@@ -165,7 +166,7 @@ def run(workdir: Path, once: bool, port: int) -> None:
             cluster.kubectl("apply", "-n", SAMPLE_NAMESPACE, "-f", str(SEED_SAMPLE))
             say(f"applying the demo tenant: {url} (PostgreSQL, artifacts in S3 through MLflow)")
             manifest = demo_tenant(lab, url)
-            cluster.kubectl("apply", "-f", "-", input=json.dumps(manifest))
+            apply(cluster, DEMO_NAMESPACE, manifest)
             wait_ready(cluster, SAMPLE_NAMESPACE, "trackingserver", operator)
             wait_ready(cluster, DEMO_NAMESPACE, "mlflow", operator)
             until(
