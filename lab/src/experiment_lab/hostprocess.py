@@ -59,6 +59,8 @@ class Component:
     log_path: Path
     env: dict[str, str] | None = None
     stop_signal: int = signal.SIGTERM
+    user: str | None = None
+    """Run as this user, in its primary group only (PostgreSQL refuses to run as root)."""
     process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
@@ -70,6 +72,9 @@ class Component:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 env=self.env,
+                user=self.user,
+                group=user_group(self.user) if self.user else None,
+                extra_groups=[] if self.user else None,
                 preexec_fn=die_with_parent,
             )
 
@@ -106,24 +111,3 @@ class Component:
             time.sleep(0.1)
         reason = "exited" if not self.running() else f"not healthy after {timeout}s"
         raise StartError(f"{self.name} {reason}; log: {self.log_path}\n{self.tail()}")
-
-
-@dataclass
-class HostProcess(Component):
-    """A `Component` run as another user (PostgreSQL refuses to run as root)."""
-
-    user: str | None = None
-
-    def start(self) -> None:
-        with self.log_path.open("ab") as log_file:
-            self.process = subprocess.Popen(
-                self.argv,
-                stdout=log_file,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                env=self.env,
-                user=self.user,
-                group=user_group(self.user) if self.user else None,
-                extra_groups=[] if self.user else None,
-                preexec_fn=die_with_parent,
-            )

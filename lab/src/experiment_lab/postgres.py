@@ -25,7 +25,7 @@ import psycopg
 from psycopg import sql
 
 from experiment_lab import credentials
-from experiment_lab.hostprocess import HostProcess, free_port, user_group
+from experiment_lab.hostprocess import Component, free_port, user_group
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +71,7 @@ class PostgresServer:
     port: int = 0
     password: str = field(default_factory=lambda: secrets.token_urlsafe(24))
     _data_root: Path | None = field(default=None, init=False, repr=False)
-    _process: HostProcess | None = field(default=None, init=False, repr=False)
+    _process: Component | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         credentials.register(self.password, "the lab PostgreSQL superuser password")
@@ -102,7 +102,7 @@ class PostgresServer:
             argv += ["-p", str(self.port), "-k", str(self._data_root)]
             for key, value in SETTINGS.items():
                 argv += ["-c", f"{key}={value}"]
-            self._process = HostProcess(
+            self._process = Component(
                 "postgres",
                 argv,
                 self.workdir / "postgres.log",

@@ -19,7 +19,7 @@ import boto3
 from botocore.config import Config
 
 from experiment_lab import credentials
-from experiment_lab.hostprocess import HostProcess, free_port
+from experiment_lab.hostprocess import Component, free_port
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -40,7 +40,7 @@ class S3Server:
     port: int = 0
     access_key: str = field(default_factory=lambda: "LAB" + secrets.token_hex(8).upper())
     secret_key: str = field(default_factory=lambda: secrets.token_urlsafe(30))
-    _process: HostProcess | None = field(default=None, init=False, repr=False)
+    _process: Component | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         credentials.register(self.access_key, "the lab S3 access key")
@@ -75,7 +75,7 @@ class S3Server:
             str(self.workdir / "versions"),
             str(self.workdir / "data"),
         ]
-        self._process = HostProcess("versitygw", argv, self.workdir / "versitygw.log", env=env)
+        self._process = Component("versitygw", argv, self.workdir / "versitygw.log", env=env)
         self._process.start()
         try:
             self._process.wait_healthy(self._healthy)

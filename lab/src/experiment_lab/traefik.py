@@ -27,7 +27,7 @@ from typing import Any
 
 import yaml
 
-from experiment_lab.hostprocess import HostProcess, free_port
+from experiment_lab.hostprocess import Component, free_port
 from experiment_lab.ingress import IngressEndpoint
 
 __all__ = ["IngressEndpoint", "Traefik", "class_manifests", "dynamic_config", "static_config"]
@@ -139,7 +139,7 @@ class Traefik:
     """Run Traefik v2 (`binary` must be traefik-v2), which reads `traefik.containo.us`."""
     api_port: int = 0
     """Loopback port of ping and the API (0: a free one)."""
-    _process: HostProcess | None = field(default=None, init=False, repr=False)
+    _process: Component | None = field(default=None, init=False, repr=False)
 
     @property
     def endpoint(self) -> IngressEndpoint:
@@ -184,7 +184,7 @@ class Traefik:
         env = {**os.environ, "KUBECONFIG": str(self.kubeconfig)}
         argv = [str(self.binary), f"--configFile={config_file}"]
         # Traefik logs to traefik.log; this file catches what it prints before reading that.
-        self._process = HostProcess("traefik", argv, self.workdir / "traefik.out", env=env)
+        self._process = Component("traefik", argv, self.workdir / "traefik.out", env=env)
         self._process.start()
         try:
             self._process.wait_healthy(self._pinged)

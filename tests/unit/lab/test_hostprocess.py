@@ -8,13 +8,13 @@ import sys
 import time
 from pathlib import Path
 
-from experiment_lab.hostprocess import HostProcess
+from experiment_lab.hostprocess import Component
 
 LAB = """
 import sys, time
 from pathlib import Path
-from experiment_lab.hostprocess import HostProcess
-child = HostProcess("sleep", ["sleep", "300"], Path(sys.argv[1]))
+from experiment_lab.hostprocess import Component
+child = Component("sleep", ["sleep", "300"], Path(sys.argv[1]))
 child.start()
 print(child.process.pid, flush=True)
 time.sleep(300)
@@ -48,7 +48,7 @@ def test_stop_uses_the_stop_signal(tmp_path: Path) -> None:
     script = "import signal, sys, time\nsignal.signal(signal.SIGINT, lambda *_: sys.exit(7))\n"
     script += "print('ready', flush=True)\ntime.sleep(300)\n"
     log = tmp_path / "py.log"
-    child = HostProcess("py", [sys.executable, "-u", "-c", script], log, stop_signal=signal.SIGINT)
+    child = Component("py", [sys.executable, "-u", "-c", script], log, stop_signal=signal.SIGINT)
     child.start()
     child.wait_healthy(lambda: "ready" in log.read_text())
     process = child.process
