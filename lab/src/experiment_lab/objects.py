@@ -96,7 +96,10 @@ async def events(client: AsyncClient, ns: str) -> list[Obj]:
 
 
 def tls_pair(host: str = "mlflow.example.com", days: int = 30) -> tuple[str, str]:
-    """A self-signed certificate and its key (PEM), valid for `days` (negative: expired)."""
+    """A self-signed certificate and its key (PEM), valid for `days` (negative: expired).
+
+    The host is also its subject alternative name and the certificate may act as its own CA, so
+    clients that verify (Python's ssl, MLflow's client) trust it given as their CA file."""
     key = ec.generate_private_key(ec.SECP256R1())
     now = datetime.datetime.now(datetime.UTC)
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)])
@@ -109,6 +112,8 @@ def tls_pair(host: str = "mlflow.example.com", days: int = 30) -> tuple[str, str
         .serial_number(x509.random_serial_number())
         .not_valid_before(start - datetime.timedelta(days=1))
         .not_valid_after(end)
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(host)]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .sign(key, hashes.SHA256())
     )
     key_pem = key.private_bytes(
