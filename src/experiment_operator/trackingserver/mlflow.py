@@ -164,13 +164,21 @@ def allowed_hosts(url: ServerURL, name: str, namespace: str | None) -> list[str]
     return [*patterns, PROBE_HOST, f"{PROBE_HOST}:*", "127.0.0.1", "127.0.0.1:*"]
 
 
+FORWARDED_ALLOW_IPS = "*"
+"""Proxies whose `X-Forwarded-Proto`/`-For` the server's uvicorn (or gunicorn) trusts: any, since
+the Pod is reached through the ingress proxy, at an address the operator cannot know. Without
+it MLflow sees plain HTTP and redirects `https://h/team-a` to `http://h/team-a/`."""
+
+
 def settings_env(url: ServerURL, name: str, namespace: str | None) -> list[dict[str, Any]]:
-    """Settings MLflow reads from the environment, for both ways of starting it."""
+    """Settings MLflow (or its HTTP server) reads from the environment, for both ways of
+    starting it."""
     values = {
         "MLFLOW_SERVER_ALLOWED_HOSTS": ",".join(allowed_hosts(url, name, namespace)),
         "MLFLOW_SERVER_CORS_ALLOWED_ORIGINS": url.origin,
         "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
         "MLFLOW_WORKERS": DEFAULT_WORKERS,
+        "FORWARDED_ALLOW_IPS": FORWARDED_ALLOW_IPS,
     }
     return [{"name": k, "value": v} for k, v in values.items()]
 

@@ -149,6 +149,17 @@ def test_operator_started_server_is_restricted(sample: Sample) -> None:
     assert "--static-prefix=/team-a" in container["command"]
 
 
+@pytest.mark.parametrize("image", [None, "mlflow:aiscope"])
+def test_the_server_trusts_the_proxys_scheme_in_both_ways(
+    sample: Sample, image: str | None
+) -> None:
+    """Behind a TLS-terminating proxy, MLflow's own redirects (`/team-a` -> `/team-a/`) must
+    keep https: uvicorn and gunicorn read the trusted proxies from FORWARDED_ALLOW_IPS."""
+    ts = sample("blog", image=image)
+    env = container_env(ts, ServerPlan.of(ts, DEFAULT_MLFLOW_IMAGE))
+    assert {"name": "FORWARDED_ALLOW_IPS", "value": "*"} in env
+
+
 def test_users_env_replaces_the_operators_by_name(sample: Sample) -> None:
     ts = sample(
         "blog",
