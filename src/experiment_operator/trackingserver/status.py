@@ -171,8 +171,12 @@ def ready_problems(foreign: list[str], not_served: list[str]) -> list[ConditionV
 
 
 def deployment_readiness(ts: TrackingServer, deployment: dict[str, Any] | None) -> ConditionValue:
-    """Available when the Deployment controller has seen the current spec and at least `size`
-    updated replicas are ready; otherwise Progressing with what is missing."""
+    """Available when the Deployment controller has seen the current spec, every replica runs
+    it and at least `size` are ready; otherwise Progressing with what is missing.
+
+    `updatedReplicas` counts the new template's Pods whether ready or not, and `readyReplicas`
+    counts the old ones too: while an old Pod still serves beside a new one that cannot start
+    (a rolling update to a broken spec), only `replicas > updatedReplicas` tells."""
     if deployment is None:
         return ConditionValue("False", PROGRESSING, "the Deployment does not exist yet")
     meta, status = deployment["metadata"], deployment.get("status") or {}
@@ -180,11 +184,12 @@ def deployment_readiness(ts: TrackingServer, deployment: dict[str, Any] | None) 
     observed = status.get("observedGeneration", 0) >= meta.get("generation", 0)
     ready = status.get("readyReplicas", 0)
     updated = status.get("updatedReplicas", 0)
+    old = status.get("replicas", 0) > updated
     available = any(
         c.get("type") == "Available" and c.get("status") == "True"
         for c in status.get("conditions") or []
     )
-    if observed and ready >= size and updated >= size and (available or size == 0):
+    if observed and not old and ready >= size and updated >= size and (available or size == 0):
         return ConditionValue("True", AVAILABLE, f"{ready}/{size} replicas ready")
     # One message for the whole rollout: its steps are not status writes (replica counts are
     # in status.replicas/readyReplicas).

@@ -26,12 +26,18 @@ TLS_OK = ConditionValue("True", "Valid", "certificate valid")
 NO_VOLUME = ConditionValue("True", "NotRequested", "no volume requested")
 
 
-def deployment(generation: int = 1, observed: int = 1, ready: int = 1, updated: int = 1) -> Any:
+def deployment(
+    generation: int = 1,
+    observed: int = 1,
+    ready: int = 1,
+    updated: int = 1,
+    replicas: int | None = None,
+) -> Any:
     return {
         "metadata": {"generation": generation},
         "status": {
             "observedGeneration": observed,
-            "replicas": ready,
+            "replicas": ready if replicas is None else replicas,
             "readyReplicas": ready,
             "updatedReplicas": updated,
             "conditions": [{"type": "Available", "status": "True"}],
@@ -60,6 +66,8 @@ def test_readiness_needs_the_current_generation_and_enough_ready_updated_replica
     # One message for every step of a rollout: its steps are no status writes.
     assert deployment_readiness(ts, deployment(generation=2, observed=1)) == rolling
     assert deployment_readiness(ts, deployment(updated=0)) == rolling
+    # A rolling update to a spec whose Pod cannot start: the old Pod is the ready one.
+    assert deployment_readiness(ts, deployment(ready=1, updated=1, replicas=2)) == rolling
     assert deployment_readiness(ts, deployment()) == ConditionValue(
         "True", "Available", "1/1 replicas ready"
     )
