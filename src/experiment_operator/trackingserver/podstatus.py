@@ -56,6 +56,8 @@ _IMAGE_PULL = frozenset(
     }
 )
 _CONFIG = frozenset({"CreateContainerConfigError", "CreateContainerError"})
+_PULL_BACK_OFF = re.compile(r'^Back-off pulling image "[^"]*":?\s*')
+_PULL_REASON = re.compile(r"^(ErrImagePull|ImagePullBackOff):\s*")
 _DATABASE_DOWN = re.compile(
     r"could not connect to server|connection refused|connection to server at .* failed|"
     r"can't connect to mysql|could not translate host name|name or service not known|"
@@ -143,6 +145,18 @@ def _crash(
     return Diagnosis(CRASH_LOOP, message)
 
 
+def _pull_message(status: Mapping[str, Any], reason: str, text: str) -> str:
+    """One message while a pull keeps failing: the kubelet alternates ErrImagePull (the error)
+    and ImagePullBackOff ("Back-off pulling image "x": ErrImagePull: the error"), which would
+    otherwise be a new status and Warning Event at every retry."""
+    if reason in ("ErrImagePull", "ImagePullBackOff"):
+        text = _PULL_REASON.sub("", _PULL_BACK_OFF.sub("", text)) if text != reason else ""
+    else:
+        text = f"{reason}: {text}" if text != reason else reason
+    message = f"container {status.get('name', '')} cannot pull image {status.get('image', '')}"
+    return f"{message}: {text}" if text else message
+
+
 def _container_problems(
     pod: Mapping[str, Any], command: ServerCommand, secrets: Iterable[str]
 ) -> list[Diagnosis]:
@@ -155,7 +169,7 @@ def _container_problems(
             reason = waiting.get("reason", "")
             text = redact_credentials(waiting.get("message") or reason, secrets)
             if reason in _IMAGE_PULL:
-                found.append(Diagnosis(IMAGE_PULL_FAILED, f"container {name}: {reason}: {text}"))
+                found.append(Diagnosis(IMAGE_PULL_FAILED, _pull_message(cs, reason, text)))
             elif reason in _CONFIG:
                 found.append(Diagnosis(CONTAINER_CONFIG_ERROR, f"container {name}: {text}"))
             else:

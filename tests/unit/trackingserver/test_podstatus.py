@@ -119,7 +119,8 @@ CASES: list[tuple[str, dict[str, Any] | None, list[dict[str, Any]], str, str]] =
             )
         ],
         "ImagePullFailed",
-        'container mlflow: ImagePullBackOff: Back-off pulling image "ghcr.io/mlflow/mlflow:v9.9.9"',
+        "container mlflow cannot pull image ghcr.io/mlflow/mlflow:v3.17.2-full: "
+        "failed to pull and unpack image: not found",
     ),
     (
         "missing-secret-key",
@@ -282,6 +283,32 @@ def test_credentials_never_reach_the_message() -> None:
         assert secret not in found.message
     assert redact_credentials("mysql://root:pw@db/m") == "mysql://root:[REDACTED]@db/m"
     assert redact_credentials("uses the key AKIA1", ["AKIA1"]) == "uses the key [REDACTED]"
+
+
+def test_a_failing_pull_keeps_one_message_across_the_kubelets_retries() -> None:
+    error = 'failed to pull and unpack image "x:1": connection refused'
+    pulling = waiting("mlflow", "ErrImagePull", error)
+    backing_off = waiting(
+        "mlflow", "ImagePullBackOff", f'Back-off pulling image "x:1": ErrImagePull: {error}'
+    )
+    older_kubelet = waiting("mlflow", "ImagePullBackOff", 'Back-off pulling image "x:1"')
+    messages = [
+        found.message
+        for status in (pulling, backing_off)
+        if (found := diagnose(None, [pod([status])], command=OP, now=NOW)) is not None
+    ]
+    assert (
+        messages
+        == [f"container mlflow cannot pull image ghcr.io/mlflow/mlflow:v3.17.2-full: {error}"] * 2
+    )
+    found = diagnose(None, [pod([older_kubelet])], command=OP, now=NOW)
+    assert found is not None
+    assert found.message == "container mlflow cannot pull image ghcr.io/mlflow/mlflow:v3.17.2-full"
+    invalid = diagnose(
+        None, [pod([waiting("mlflow", "InvalidImageName", "bad ref")])], command=OP, now=NOW
+    )
+    assert invalid is not None
+    assert invalid.message.endswith("ghcr.io/mlflow/mlflow:v3.17.2-full: InvalidImageName: bad ref")
 
 
 def test_most_specific_reason_wins_across_pods() -> None:
