@@ -114,12 +114,20 @@ def _termination(status: Mapping[str, Any]) -> Mapping[str, Any] | None:
 def _crash(
     status: Mapping[str, Any], init: bool, command: ServerCommand, secrets: Iterable[str]
 ) -> Diagnosis | None:
-    """A container that exits with an error (in back-off, or an init container that failed)."""
-    waiting = (status.get("state") or {}).get("waiting") or {}
+    """A container that exits with an error (in back-off, or an init container that failed).
+    The server's container must never end, so it crashes even when it exits with code 0 (MLflow
+    3.17 does when its uvicorn refuses the arguments)."""
+    state = status.get("state") or {}
+    waiting = state.get("waiting") or {}
     terminated = _termination(status)
     if terminated is None:
         return None
-    failed = terminated.get("exitCode", 0) != 0 or terminated.get("reason") == "OOMKilled"
+    server_ended = not init and "running" not in state
+    failed = (
+        terminated.get("exitCode", 0) != 0
+        or terminated.get("reason") == "OOMKilled"
+        or server_ended
+    )
     if not failed or not (waiting.get("reason") == CRASH_LOOP or status.get("restartCount")):
         return None
     name = status.get("name", "")
@@ -128,6 +136,8 @@ def _crash(
     detail = f"exit code {terminated.get('exitCode')} ({exit_reason})"
     if log:
         detail += f": {_tail(log)}"
+    elif terminated.get("exitCode", 0) == 0:
+        detail += ", so no log in its termination message: see `kubectl logs --previous`"
     if exit_reason == "OOMKilled":
         return Diagnosis(OOM_KILLED, f"container {name} ran out of memory: raise resources")
     if _DATABASE_DOWN.search(log):

@@ -339,6 +339,21 @@ def test_unready_within_the_grace_period_is_just_starting() -> None:
     assert probe_grace_left([fresh], NOW + PROBE_GRACE) is None
 
 
+def test_a_server_that_ends_with_exit_code_0_crashes_too() -> None:
+    """MLflow 3.17 exits 0 when uvicorn refuses `--workers=two`; the kubelet restarts it."""
+    ended = crashed("mlflow", 0, "Completed", "")
+    found = diagnose(None, [pod([ended])], command=OP, now=NOW)
+    assert found is not None
+    assert found.reason == "CrashLoopBackOff"
+    assert "exit code 0 (Completed)" in found.message
+    assert "kubectl logs --previous" in found.message
+    migrated = crashed("db-upgrade", 0, "Completed", "")
+    migrated["state"] = {"terminated": migrated["lastState"]["terminated"]}
+    assert (
+        diagnose(None, [pod([running(ready=False)], init=[migrated])], command=OP, now=NOW) is None
+    )
+
+
 def test_the_images_own_command_gets_a_hint() -> None:
     exited = crashed("mlflow", 0, "Completed", "")
     exited["lastState"]["terminated"]["exitCode"] = 1
