@@ -28,6 +28,7 @@ def test_defaults() -> None:
     opts = options([])
     assert opts == cli.RunOptions(
         ingress_controller=IngressController.AUTO,
+        traefik_group="auto",
         nginx_ingress_class="nginx",
         gateway_name=None,
         gateway_namespace=None,
@@ -78,6 +79,7 @@ def test_flags() -> None:
             "--gateway-section-name=websecure",
             "--gateway-https-port=8443",
             "--gateway-listener-sets=false",
+            "--traefik-group=traefik.containo.us",
             "--leader-election-lease-duration=4s",
             "--leader-election-renew-deadline=3",
             "--leader-election-retry-period=500ms",
@@ -106,11 +108,13 @@ def test_flags() -> None:
     )
     assert opts.gateway_https_port == 8443
     assert opts.gateway_listener_sets is False
+    assert opts.traefik_group == "traefik.containo.us"
 
 
 def test_environment_as_the_chart_sets_it() -> None:
     env = {
         "EXPERIMENT_OPERATOR_INGRESS_CONTROLLER": "none",
+        "EXPERIMENT_OPERATOR_TRAEFIK_GROUP": "traefik.io",
         "EXPERIMENT_OPERATOR_NGINX_INGRESS_CLASS": "nginx",
         "EXPERIMENT_OPERATOR_NAMESPACE": "a,b",
         "EXPERIMENT_OPERATOR_MAX_CONCURRENT_RECONCILES": "2",
@@ -126,6 +130,7 @@ def test_environment_as_the_chart_sets_it() -> None:
     }
     opts = options([], env)
     assert opts.ingress_controller is IngressController.NONE
+    assert opts.traefik_group == "traefik.io"
     assert opts.namespaces == ["a", "b"]
     assert opts.max_concurrent_reconciles == 2
     assert opts.leader_elect is False

@@ -21,12 +21,13 @@ from experiment_operator.cli.types import (
     port,
     positive_int,
 )
-from experiment_operator.trackingserver.children import IngressController
+from experiment_operator.trackingserver.children import TRAEFIK_GROUPS, IngressController
 from experiment_operator.trackingserver.mlflow import DEFAULT_MLFLOW_IMAGE
 
 ENV_PREFIX = "EXPERIMENT_OPERATOR_"
 SERVICE_ACCOUNT_NAMESPACE_FILE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 LOG_LEVELS = ("debug", "info", "warning", "error")
+AUTO_GROUP = "auto"
 
 # --- run options ---
 
@@ -36,6 +37,7 @@ class RunOptions:
     """Everything `experiment-operator run` needs, validated."""
 
     ingress_controller: IngressController
+    traefik_group: str
     nginx_ingress_class: str
     gateway_name: str | None
     gateway_namespace: str | None
@@ -99,6 +101,16 @@ RUN_OPTIONS = (
         "later is used without a restart); switching removes the routing objects no longer "
         "needed (docs/routing.md)",
         "auto|traefik|nginx|gateway|none",
+    ),
+    _Option(
+        "--traefik-group",
+        choice(AUTO_GROUP, *TRAEFIK_GROUPS),
+        AUTO_GROUP,
+        "API group of the IngressRoutes and Middlewares (traefik and auto modes): auto takes "
+        "traefik.io if served, else traefik.containo.us; name one for a cluster that serves "
+        "both but whose Traefik reads only that one (v3 reads no traefik.containo.us, a v2 "
+        "before v2.10 no traefik.io)",
+        "auto|" + "|".join(TRAEFIK_GROUPS),
     ),
     _Option(
         "--nginx-ingress-class",

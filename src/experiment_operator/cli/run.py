@@ -7,7 +7,7 @@ import logging
 import httpx2
 from lightkube import ApiError, AsyncClient, ConfigError, KubeConfig
 
-from experiment_operator.cli.options import RunOptions
+from experiment_operator.cli.options import AUTO_GROUP, RunOptions
 from experiment_operator.runtime import kubeapi
 from experiment_operator.runtime.apply import FIELD_MANAGER
 from experiment_operator.runtime.manager import KindNotServedError, LeadershipLost, Manager
@@ -50,6 +50,9 @@ async def run(options: RunOptions) -> int:
                 ),
                 gateway_https_port=options.gateway_https_port,
                 gateway_listener_sets=options.gateway_listener_sets,
+                traefik_group=None
+                if options.traefik_group == AUTO_GROUP
+                else options.traefik_group,
             )
         except (httpx2.HTTPError, ApiError) as err:
             log.error("cannot reach the API server: %s", err)

@@ -29,6 +29,7 @@ END = "<!-- End of the generated options. -->"
 
 HELM_VALUES: dict[str, str] = {
     "--ingress-controller": "ingressController",
+    "--traefik-group": "traefikGroup",
     "--nginx-ingress-class": "nginxIngressClass",
     "--gateway-name": "gateway.name",
     "--gateway-namespace": "gateway.namespace",

@@ -68,6 +68,9 @@ class ChildOptions:
     ingress_controller: IngressController = IngressController.TRAEFIK
     traefik_group: str = TRAEFIK_GROUPS[0]
     """`traefik.io` when the cluster serves it, else `traefik.containo.us` (the seed's)."""
+    traefik_groups: tuple[str, ...] = TRAEFIK_GROUPS
+    """The groups the routing choice tries, in order; `--traefik-group` keeps one, for a
+    cluster serving both whose Traefik reads only one (a v2 before v2.10 reads no traefik.io)."""
     nginx_ingress_class: str | None = "nginx"
     """`spec.ingressClassName` of the nginx Ingresses; None leaves it to the cluster default."""
     mlflow_image: str = DEFAULT_MLFLOW_IMAGE

@@ -16,7 +16,11 @@ from experiment_operator.runtime.events import EventRecorder
 from experiment_operator.runtime.kubeapi import Key
 from experiment_operator.runtime.manager import Manager
 from experiment_operator.runtime.store import Change
-from experiment_operator.trackingserver.children import ChildOptions, IngressController
+from experiment_operator.trackingserver.children import (
+    TRAEFIK_GROUPS,
+    ChildOptions,
+    IngressController,
+)
 from experiment_operator.trackingserver.gateway import DEFAULT_HTTPS_PORT, ParentGateway
 from experiment_operator.trackingserver.labels import INSTANCE_LABEL, MANAGED_BY, MANAGED_BY_LABEL
 from experiment_operator.trackingserver.mlflow import DEFAULT_MLFLOW_IMAGE
@@ -45,12 +49,14 @@ async def child_options(
     gateway: ParentGateway | None = None,
     gateway_https_port: int = DEFAULT_HTTPS_PORT,
     gateway_listener_sets: bool = True,
+    traefik_group: str | None = None,
 ) -> ChildOptions:
     """The options with the Traefik group the cluster serves at start (each reconcile looks
-    again, see `routingapi`)."""
+    again, see `routingapi`), or only `traefik_group` when given."""
     return ChildOptions(
         ingress_controller=ingress_controller,
-        traefik_group=await served_traefik_group(client),
+        traefik_group=traefik_group or await served_traefik_group(client),
+        traefik_groups=(traefik_group,) if traefik_group else TRAEFIK_GROUPS,
         nginx_ingress_class=nginx_ingress_class,
         mlflow_image=mlflow_image,
         gateway=gateway,

@@ -1,10 +1,11 @@
 """Which routing API a reconcile pass uses, from the operator's mode and what the cluster serves.
 
 `--ingress-controller=auto` (the default) takes the first API served, in this order: Traefik v3's
-IngressRoute (`traefik.io`), the legacy `traefik.containo.us`, Gateway API's HTTPRoute. An
-explicit mode takes its API, or reports it not served. Whatever is not served is asked again
-(discovery, at most once per interval for the whole operator): a CRD installed while the
-operator runs is watched and used from the next reconcile on, without a restart.
+IngressRoute (`traefik.io`), the legacy `traefik.containo.us` (only the `--traefik-group` when
+named), Gateway API's HTTPRoute. An explicit mode takes its API, or reports it not served.
+Whatever is not served is asked again (discovery, at most once per interval for the whole
+operator): a CRD installed while the operator runs is watched and used from the next reconcile
+on, without a restart.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ from lightkube.core import resource as lkr
 
 from experiment_operator.runtime.manager import Manager
 from experiment_operator.trackingserver.children import (
-    TRAEFIK_GROUPS,
     ChildOptions,
     IngressController,
 )
@@ -54,7 +54,7 @@ class RoutingChooser:
         return True
 
     async def _traefik_group(self) -> str | None:
-        for group in TRAEFIK_GROUPS:
+        for group in self.options.traefik_groups:
             if await self._served(INGRESS_ROUTES[group], MIDDLEWARES[group]):
                 return group
         return None
@@ -70,7 +70,7 @@ class RoutingChooser:
                     options, ingress_controller=IngressController.TRAEFIK, traefik_group=group
                 )
             if mode is IngressController.TRAEFIK:  # its objects are then reported not served
-                return replace(options, traefik_group=TRAEFIK_GROUPS[0])
+                return replace(options, traefik_group=options.traefik_groups[0])
             mode = IngressController.GATEWAY if await self._served(HTTPRoute) else mode
         if mode is IngressController.GATEWAY:
             await self._served(HTTPRoute)  # reported by the reconciler when still missing

@@ -119,6 +119,7 @@ def test_every_documented_value_sets_its_option(helm: Helm) -> None:
     """The Helm column of docs/configuration.md, in formats the CLI accepts."""
     given = {
         "ingressController": "nginx",
+        "traefikGroup": "traefik.containo.us",
         "nginxIngressClass": "internal",
         "gateway.name": "public",
         "gateway.namespace": "gateway-system",
@@ -140,6 +141,7 @@ def test_every_documented_value_sets_its_option(helm: Helm) -> None:
     values = [a for k, v in {**given, "replicaCount": "1"}.items() for a in ("--set", f"{k}={v}")]
     assert _operator_options(helm, *values) == cli.RunOptions(
         ingress_controller=IngressController.NGINX,
+        traefik_group="traefik.containo.us",
         nginx_ingress_class="internal",
         gateway_name="public",
         gateway_namespace="gateway-system",

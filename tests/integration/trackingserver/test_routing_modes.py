@@ -248,6 +248,19 @@ async def test_auto_takes_traefik_first(
         assert not await exists(kube, GW, "HTTPRoute", namespace)
 
 
+async def test_a_named_traefik_group_is_used_though_traefik_io_is_served(
+    operator_kubeconfig: Path, kube: AsyncClient, namespace: str
+) -> None:
+    """`--traefik-group=traefik.containo.us`: for a Traefik v2 on a cluster serving both."""
+    legacy = "traefik.containo.us/v1alpha1"
+    options = ChildOptions(traefik_groups=("traefik.containo.us",))
+    async with run_operator(operator_kubeconfig, namespaces=[namespace], options=options):
+        await create(kube, sample("blog", namespace))
+        await eventually(ready_is(kube, namespace, "True", "Available"), within=60)
+        assert await exists(kube, legacy, "IngressRoute", namespace)
+        assert not await exists(kube, IR, "IngressRoute", namespace)
+
+
 async def test_switching_a_live_server_between_modes_leaves_no_old_routing_object(
     operator_kubeconfig: Path, kube: AsyncClient, namespace: str
 ) -> None:
