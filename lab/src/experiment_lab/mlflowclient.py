@@ -24,7 +24,8 @@ def mlflow_client(
     ca_file: Path | None = None,
     tls: bool = True,
 ) -> Iterator[MlflowClient]:
-    """A client for ``https://host/prefix`` whose connections go to the lab's Traefik.
+    """A client for ``https://host/prefix`` whose connections go to the lab's Traefik (on the
+    endpoint's port: ``https://host:8443/prefix`` for a Traefik on 8443).
 
     The server certificate is verified against ``ca_file``; without one it is not verified
     (the seed's sample carries an expired self-signed certificate). Retries are bounded.
@@ -36,10 +37,13 @@ def mlflow_client(
         os.environ["MLFLOW_TRACKING_SERVER_CERT_PATH"] = str(ca_file)
     elif tls:
         os.environ["MLFLOW_TRACKING_INSECURE_TLS"] = "true"
-    scheme = "https" if tls else "http"
+    scheme, port, standard = (
+        ("https", endpoint.websecure_port, 443) if tls else ("http", endpoint.web_port, 80)
+    )
+    netloc = host if port == standard else f"{host}:{port}"
     try:
         with endpoint.resolving_to(host):
-            yield MlflowClient(tracking_uri=f"{scheme}://{host}{prefix}")
+            yield MlflowClient(tracking_uri=f"{scheme}://{netloc}{prefix}")
     finally:
         for name, value in saved.items():
             if value is None:
