@@ -66,11 +66,13 @@ integration: venv binaries ## Tests against a real API server (local, or KUBECON
 node: lab ## The node tier's tests only: a real kubelet, Traefik, S3, PostgreSQL, Chromium (see docs/lab.md)
 	$(BIN)/pytest -m node tests
 
-test: lab lint typecheck ## Everything: lint, types, unit, integration, e2e; the node tier's session runs beside the rest ([node] lines)
-	@set +e; \
-	( $(BIN)/pytest -m node tests 2>&1 | sed -u 's/^/[node] /' ) & node=$$!; \
+test: lab lint typecheck ## Everything: lint, types, unit, integration, e2e; the node tier's session runs beside the rest
+	@mkdir -p $(LOCAL); set +e; \
+	echo "[test] the node tier runs beside the rest; its output: $(LOCAL)/node-tests.log (printed at the end)"; \
+	$(BIN)/pytest -m node tests > $(LOCAL)/node-tests.log 2>&1 & node=$$!; \
 	$(BIN)/pytest -m "not node" tests; fast=$$?; \
 	wait $$node; slow=$$?; \
+	sed 's/^/[node] /' $(LOCAL)/node-tests.log; \
 	echo "[test] exit codes: unit, integration and e2e $$fast; node tier $$slow"; \
 	exit $$(( fast != 0 || slow != 0 ))
 
