@@ -589,6 +589,9 @@ async def test_backend_uri_with_password_goes_through_a_secret(
         secret = await get(kube, "v1", "Secret", namespace, store)
         if secret is None or base64.b64decode(secret["data"]["BACKEND_URI"]).decode() != uri:
             return False
+        # Children are applied concurrently: the Secret may exist before the Deployment.
+        if await get(kube, "apps/v1", "Deployment", namespace, NAME) is None:
+            return False
         current = await annotation()
         return current != before and current == secret["metadata"]["resourceVersion"]
 
