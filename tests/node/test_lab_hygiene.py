@@ -8,11 +8,15 @@ route, firewall rule, cgroup, directory, and no machine-wide sysctl changed.
 
 from __future__ import annotations
 
+import fcntl
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -31,10 +35,17 @@ def sysctls() -> dict[str, str]:
     }
 
 
-def traces(slot: Slot, workdir: Path) -> list[str]:
-    """Everything on the host that belongs to ``slot`` or to the lab in ``workdir``."""
+def _mentions(text: str, marks: tuple[str, ...]) -> bool:
+    """Whether a command line or mount line names one of ``marks`` as a whole path (so slot 1's
+    /tmp/experiment-lab-1 does not match /tmp/experiment-lab-16446-...-postgres)."""
+    return any(re.search(rf"{re.escape(mark)}(?=[/\s:]|$)", text) for mark in marks)
+
+
+def traces(slot: Slot, workdir: Path, lab_pids: tuple[int, ...]) -> list[str]:
+    """Everything on the host that belongs to ``slot`` or to the labs in ``workdir`` (whose
+    ``serve`` processes had ``lab_pids``; PostgreSQL's data directory is named after them)."""
     found: list[str] = []
-    marks = (str(slot.runtime_dir), str(workdir))
+    marks = (str(slot.runtime_dir), str(workdir), slot.host_ip)
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
             continue
@@ -42,10 +53,10 @@ def traces(slot: Slot, workdir: Path) -> list[str]:
             cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
         except OSError:
             continue
-        if any(mark in cmdline for mark in marks):
+        if _mentions(cmdline, marks):
             found.append(f"process {proc.name}: {cmdline[:120]}")
     found += [f"mount {line}" for line in Path("/proc/self/mountinfo").read_text().splitlines()
-              if any(mark in line for mark in marks)]  # fmt: skip
+              if _mentions(line, marks)]  # fmt: skip
     if Path(f"/sys/class/net/{slot.link}").exists():
         found.append(f"interface {slot.link}")
     routes = subprocess.run(["ip", "route"], capture_output=True, text=True).stdout
@@ -56,8 +67,26 @@ def traces(slot: Slot, workdir: Path) -> list[str]:
     for hierarchy in Path("/sys/fs/cgroup").iterdir():
         if (hierarchy / slot.cgroup_root.lstrip("/")).exists():
             found.append(f"cgroup {hierarchy / slot.cgroup_root.lstrip('/')}")
-    found += [f"directory {p}" for p in Path("/tmp").glob(f"experiment-lab-{slot.index}*")]
+    if slot.runtime_dir.exists():
+        found.append(f"directory {slot.runtime_dir}")
+    for pid in lab_pids:
+        found += [f"directory {p}" for p in Path("/tmp").glob(f"experiment-lab-{pid}-*")]
     return found
+
+
+@contextmanager
+def holding(slot: Slot) -> Iterator[None]:
+    """Keep other labs out of ``slot`` while it is inspected (skip if one runs there already:
+    on a developer's machine another lab may take a slot the moment it is free)."""
+    fd = os.open(slot.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            pytest.skip(f"another lab took slot {slot.index} before it could be inspected")
+        yield
+    finally:
+        os.close(fd)
 
 
 def start(state: Path) -> tuple[subprocess.Popen[bytes], Slot]:
@@ -87,12 +116,14 @@ def test_a_crashed_lab_is_cleaned_by_the_next_start_and_a_stop_leaves_nothing(
     os.kill(crashed.pid, signal.SIGKILL)
     crashed.wait()
     deadline = time.monotonic() + 30  # the kernel kills the namespaces' processes
-    while any(t.startswith("process") for t in traces(slot, tmp_path)):
-        assert time.monotonic() < deadline, traces(slot, tmp_path)
+    while any(t.startswith("process") for t in traces(slot, tmp_path, ())):
+        assert time.monotonic() < deadline, traces(slot, tmp_path, ())
         time.sleep(0.5)
     again, second_slot = start(tmp_path)
     again.send_signal(signal.SIGTERM)
     assert again.wait(120) == 0, (tmp_path / "serve.log").read_text()[-3000:]
-    assert traces(slot, tmp_path) == []
-    assert traces(second_slot, tmp_path) == []
+    pids = (crashed.pid, again.pid)
+    for inspected in dict.fromkeys((slot, second_slot)):
+        with holding(inspected):
+            assert traces(inspected, tmp_path, pids) == []
     assert sysctls() == before
