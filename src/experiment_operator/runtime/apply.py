@@ -14,6 +14,8 @@ meanwhile, the API server refuses (uid is immutable) instead of modifying the st
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -294,17 +296,50 @@ def merge_patch(current: Mapping[str, Any], desired: Mapping[str, Any]) -> Obj:
     return patch
 
 
+class WrittenStatus:
+    """A digest of the status this process last wrote to each object.
+
+    A cache can lag behind our own write, e.g. when the watch that would have delivered it broke
+    with an API server restart and the informer is still relisting. A reconcile in that window
+    sees the old status and would write the same new one again; this memory prevents that.
+    """
+
+    def __init__(self) -> None:
+        self._digests: dict[tuple[str | None, str], tuple[str, bytes]] = {}
+
+    @staticmethod
+    def _digest(status: Mapping[str, Any]) -> bytes:
+        return hashlib.sha256(json.dumps(status, sort_keys=True).encode()).digest()
+
+    def has(self, obj: Obj, status: Mapping[str, Any]) -> bool:
+        meta = obj["metadata"]
+        entry = self._digests.get((meta.get("namespace"), meta["name"]))
+        return entry == (meta.get("uid", ""), self._digest(status))
+
+    def remember(self, obj: Obj, status: Mapping[str, Any]) -> None:
+        meta = obj["metadata"]
+        self._digests[(meta.get("namespace"), meta["name"])] = (
+            meta.get("uid", ""),
+            self._digest(status),
+        )
+
+    def forget(self, namespace: str | None, name: str) -> None:
+        self._digests.pop((namespace, name), None)
+
+
 async def update_status(
     client: AsyncClient,
     resource: type[lkr.Resource] | KindInfo,
     obj: Obj,
     new_status: Mapping[str, Any],
+    written: WrittenStatus | None = None,
 ) -> bool:
     """Patch the status subresource to `new_status` unless `obj` already has exactly that
-    status; returns whether it wrote."""
+    status, or this process already wrote exactly that (see `WrittenStatus`); returns whether
+    it wrote."""
     current = obj.get("status") or {}
     patch = merge_patch(current, new_status)
-    if not patch:
+    if not patch or (written is not None and written.has(obj, new_status)):
         return False
     info = KindInfo.of(resource)
     meta = obj["metadata"]
@@ -315,4 +350,6 @@ async def update_status(
         body={"status": patch},
         content_type=kubeapi.MERGE_PATCH_CONTENT_TYPE,
     )
+    if written is not None:
+        written.remember(obj, new_status)
     return True

@@ -22,6 +22,7 @@ from experiment_operator.api.trackingserver import TrackingServer
 from experiment_operator.runtime import kubeapi
 from experiment_operator.runtime.apply import (
     NotOwnedError,
+    WrittenStatus,
     apply_owned,
     delete_if_owned,
     is_controlled_by,
@@ -108,6 +109,7 @@ class TrackingServerReconciler:
         self.clock = clock
         self.recheck_interval = recheck_interval
         self.rollouts = QuietRollouts()
+        self.written = WrittenStatus()
         self.routing = RoutingChooser(manager, options, interval=recheck_interval)
         self.checks = SpecChecks(manager, clock=clock, recheck_interval=recheck_interval)
 
@@ -115,6 +117,7 @@ class TrackingServerReconciler:
         obj = self.manager.cache(TrackingServerResource).get(request.namespace, request.name)
         if obj is None:
             self.rollouts.forget((request.namespace, request.name))
+            self.written.forget(request.namespace, request.name)
             return Result()  # deleted: the garbage collector removes the children
         try:
             ts = TrackingServer.from_api(obj)
@@ -223,7 +226,9 @@ class TrackingServerReconciler:
         if quiet is not None:
             p.requeue_after.append(quiet)  # the status waits for the rollout's outcome
         else:
-            await update_status(self.client, TrackingServerResource, p.obj, new_status)
+            await update_status(
+                self.client, TrackingServerResource, p.obj, new_status, self.written
+            )
         for warning in warnings:
             await self.recorder.event(p.obj, WARNING, warning.reason, warning.message)
         return Result(requeue_after=min(p.requeue_after, default=None))

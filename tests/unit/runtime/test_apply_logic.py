@@ -8,6 +8,7 @@ import pytest
 
 from experiment_operator.runtime.apply import (
     FIELD_MANAGER,
+    WrittenStatus,
     controller_reference,
     is_controlled_by,
     merge_patch,
@@ -133,3 +134,20 @@ def test_takeover_merges_into_an_existing_apply_entry() -> None:
 )
 def test_nothing_to_take_over(entries: list[dict[str, Any]]) -> None:
     assert upgrade_managed_fields(entries, "u-1", "apps/v1") is None
+
+
+def _cr(uid: str, status: dict[str, object]) -> dict[str, object]:
+    return {"metadata": {"namespace": "ns", "name": "ts", "uid": uid}, "status": status}
+
+
+def test_written_status_remembers_per_object_and_uid() -> None:
+    written = WrittenStatus()
+    ready = {"conditions": [{"type": "Ready", "status": "True"}]}
+    stale = _cr("u1", {})  # a cache that has not seen our write yet
+    assert not written.has(stale, ready)
+    written.remember(stale, ready)
+    assert written.has(stale, ready)
+    assert not written.has(stale, {"conditions": []})  # a different status is written
+    assert not written.has(_cr("u2", {}), ready)  # a recreated object is new
+    written.forget("ns", "ts")
+    assert not written.has(stale, ready)
