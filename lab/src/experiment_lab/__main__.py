@@ -79,6 +79,8 @@ def main(argv: list[str] | None = None) -> int:
     )  # fmt: skip
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="[cluster] %(message)s")
+    for chatty in ("httpx", "httpx2"):  # one line per request of the volume provisioner
+        logging.getLogger(chatty).setLevel(logging.WARNING)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
