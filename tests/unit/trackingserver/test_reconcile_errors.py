@@ -71,7 +71,9 @@ async def test_url_stored_under_an_older_crd_is_reported_and_changes_nothing(
     manager.watch(Pod)
     written: list[dict[str, Any]] = []
 
-    async def update_status(client: Any, res: Any, owner: Any, status: dict[str, Any]) -> None:
+    async def update_status(
+        client: Any, res: Any, owner: Any, status: dict[str, Any], memory: Any = None
+    ) -> None:
         written.append(status)
 
     async def refuse(*args: Any, **kwargs: Any) -> None:
