@@ -15,7 +15,11 @@ from lightkube import AsyncClient
 from lightkube.core.exceptions import ApiError
 
 from experiment_operator.runtime import kubeapi
-from experiment_operator.runtime.apply import JSON_PATCH_CONTENT_TYPE, controller_reference
+from experiment_operator.runtime.apply import (
+    JSON_PATCH_CONTENT_TYPE,
+    controller_reference,
+    is_controlled_by,
+)
 from experiment_operator.runtime.kubeapi import KindInfo, Obj
 
 LEGACY_FINALIZER = "finalizers.aiscope.io/trackingserver"
@@ -50,7 +54,18 @@ async def patch_finalizers(
     means deletion completed; a stale read (422, the resourceVersion test failed) is left to
     the reconcile that the object's newer version triggers anyway."""
     ops = finalizer_patch(obj, add, remove)
-    return bool(ops) and await _json_patch(client, kind, obj, ops, tolerate=(404, 422))
+    return bool(ops) and await _json_patch(client, kind, obj, ops, tolerate=(404, 422)) is not None
+
+
+async def hold_finalizer(
+    client: AsyncClient, kind: KindInfo, obj: Obj, finalizer: str
+) -> Obj | None:
+    """`obj` with `finalizer` on it, as stored (added if missing), or None when `obj` was
+    stale or is gone (its newer version, if any, is reconciled anyway)."""
+    ops = finalizer_patch(obj, [finalizer], [])
+    if not ops:
+        return obj
+    return await _json_patch(client, kind, obj, ops, tolerate=(404, 422))
 
 
 async def _json_patch(
@@ -59,11 +74,12 @@ async def _json_patch(
     obj: Mapping[str, Any],
     ops: list[Obj],
     tolerate: tuple[int, ...] = (),
-) -> bool:
-    """Send a JSON patch to `obj`; returns False instead of raising for a `tolerate`d status."""
+) -> Obj | None:
+    """Send a JSON patch to `obj`; returns the patched object, or None instead of raising for
+    a `tolerate`d status."""
     meta = obj["metadata"]
     try:
-        await kubeapi.request(
+        return await kubeapi.request(
             client,
             "PATCH",
             kind.path(meta["namespace"], meta["name"]),
@@ -73,8 +89,7 @@ async def _json_patch(
     except ApiError as err:
         if err.status.code not in tolerate:
             raise
-        return False
-    return True
+        return None
 
 
 def _owner_ref_index(obj: Mapping[str, Any], owner_uid: str) -> int | None:
@@ -106,6 +121,11 @@ async def release_volume(client: AsyncClient, kind: KindInfo, pvc: Obj, owner: O
     )
     await _json_patch(client, kind, pvc, ops, tolerate=(404,))
     return True
+
+
+def is_foreign(pvc: Mapping[str, Any], owner: Mapping[str, Any]) -> bool:
+    """A PVC neither controlled by `owner` nor released from a TrackingServer of its name."""
+    return not is_controlled_by(pvc, owner["metadata"]["uid"]) and not is_released_for(pvc, owner)
 
 
 def is_released_for(pvc: Mapping[str, Any], owner: Mapping[str, Any]) -> bool:

@@ -161,6 +161,8 @@ class TrackingServerReconciler:
         # Three rounds of concurrent applies, in the seed's order: what the Deployment reads
         # (its pod template carries the Secrets' resourceVersions), the workload, the routing.
         first = [c for c in children if c["kind"] in ("Secret", "PersistentVolumeClaim")]
+        if not await self._retain_first(p, first):
+            return Result(requeue=True)
         applied = await self._apply_all(p, first)
         versions: dict[str, str | None] = {}
         for child, live in zip(first, applied, strict=True):
@@ -179,7 +181,7 @@ class TrackingServerReconciler:
         await self._apply_all(p, [c for c in children if c["kind"] in ROUTING_KINDS])
         tls_value = gateway_findings(self.manager, p, options, children, tls_value, tls_present)
         await self._delete_unwanted(p, unwanted)
-        await self._update_finalizers(p)
+        await self._update_finalizers(p, children)
         if not p.wrote:
             return await self._finish(p, tls_value)
         logger.info("children synced")
@@ -350,13 +352,28 @@ class TrackingServerReconciler:
 
     # --- finalizers ---
 
-    async def _update_finalizers(self, p: Pass) -> None:
-        pvc = self.manager.cache(PersistentVolumeClaim).get(p.namespace, p.name)
-        retain = (
-            p.ts.spec.volume_retention_policy == "Retain"
-            and pvc is not None
-            and is_controlled_by(pvc, p.uid)
-        )
+    def _retains(self, p: Pass, children: list[Obj]) -> bool:
+        """Whether the retention finalizer belongs on the TrackingServer: Retain, and a PVC
+        is wanted that is not someone else's."""
+        foreign = p.volume is not None and p.volume.reason == status.FOREIGN_OBJECT
+        wanted = any(c["kind"] == "PersistentVolumeClaim" for c in children)
+        return p.ts.spec.volume_retention_policy == "Retain" and wanted and not foreign
+
+    async def _retain_first(self, p: Pass, children: list[Obj]) -> bool:
+        """With Retain, the finalizer goes on before the PVC is created or adopted: deleted in
+        between, the TrackingServer would take the claim to the garbage collector with it.
+        False when the TrackingServer was stale or is gone (nothing may be applied)."""
+        live = self.manager.cache(PersistentVolumeClaim).get(p.namespace, p.name)
+        if not self._retains(p, children) or (live and lifecycle.is_foreign(live, p.obj)):
+            return True
+        kind = KindInfo.of(TrackingServerResource)
+        held = await lifecycle.hold_finalizer(self.client, kind, p.obj, lifecycle.RETAIN_FINALIZER)
+        if held is not None and held is not p.obj:
+            p.obj, p.wrote = held, True
+        return held is not None
+
+    async def _update_finalizers(self, p: Pass, children: list[Obj]) -> None:
+        retain = self._retains(p, children)
         add = [lifecycle.RETAIN_FINALIZER] if retain else []
         remove = [lifecycle.LEGACY_FINALIZER]
         if not retain:
@@ -374,9 +391,8 @@ class TrackingServerReconciler:
         if lifecycle.RETAIN_FINALIZER in finalizers:
             remove.append(lifecycle.RETAIN_FINALIZER)
             if p.ts.spec.volume_retention_policy == "Retain":
-                pvc = self.manager.cache(PersistentVolumeClaim).get(p.namespace, p.name)
-                if pvc is None:
-                    pvc = await kubeapi.get(self.client, PVC, p.namespace, p.name)
+                # From the server: the cache may not have seen an adoption yet.
+                pvc = await kubeapi.get(self.client, PVC, p.namespace, p.name)
                 if pvc is not None and is_controlled_by(pvc, p.uid):
                     await lifecycle.release_volume(self.client, PVC, pvc, p.obj)
         await lifecycle.patch_finalizers(
