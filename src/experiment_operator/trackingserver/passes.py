@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from experiment_operator.api.trackingserver import TrackingServer
 from experiment_operator.runtime.kubeapi import Key, Obj
-from experiment_operator.trackingserver.status import ConditionValue
+from experiment_operator.trackingserver.status import FOREIGN_OBJECT, ConditionValue
 
 
 @dataclass
@@ -35,6 +35,11 @@ class Pass:
     @property
     def uid(self) -> str:
         return self.ts.metadata.uid or ""
+
+    @property
+    def volume_foreign(self) -> bool:
+        """The PVC's name is taken by a claim we do not control."""
+        return self.volume is not None and self.volume.reason == FOREIGN_OBJECT
 
     @property
     def key(self) -> Key:

@@ -175,6 +175,10 @@ class TrackingServerReconciler:
             for c in children
             if c not in first and c["kind"] not in ROUTING_KINDS
         ]
+        if p.volume_foreign:  # never a Pod on someone else's claim (on its data)
+            for child in workload:
+                if child["kind"] == "Deployment":
+                    child["spec"]["replicas"] = 0
         for child, live in zip(workload, await self._apply_all(p, workload), strict=True):
             if child["kind"] == "Deployment":
                 p.deployment = live
@@ -355,9 +359,8 @@ class TrackingServerReconciler:
     def _retains(self, p: Pass, children: list[Obj]) -> bool:
         """Whether the retention finalizer belongs on the TrackingServer: Retain, and a PVC
         is wanted that is not someone else's."""
-        foreign = p.volume is not None and p.volume.reason == status.FOREIGN_OBJECT
         wanted = any(c["kind"] == "PersistentVolumeClaim" for c in children)
-        return p.ts.spec.volume_retention_policy == "Retain" and wanted and not foreign
+        return p.ts.spec.volume_retention_policy == "Retain" and wanted and not p.volume_foreign
 
     async def _retain_first(self, p: Pass, children: list[Obj]) -> bool:
         """With Retain, the finalizer goes on before the PVC is created or adopted: deleted in

@@ -432,6 +432,43 @@ async def test_foreign_objects_are_left_untouched(
             assert now == obj, f"{obj['kind']} was modified"
 
 
+async def test_no_pod_mounts_a_foreign_claim(
+    operator: Operator, kube: AsyncClient, namespace: str
+) -> None:
+    """A claim of someone else under the PVC's name holds their data: the server gets no
+    replicas until the name is free, then its own claim and its size."""
+    claim = await create(
+        kube,
+        {
+            "apiVersion": "v1",
+            "kind": "PersistentVolumeClaim",
+            "metadata": {"name": NAME, "namespace": namespace},
+            "spec": {
+                "accessModes": ["ReadWriteOnce"],
+                "storageClassName": "other",
+                "resources": {"requests": {"storage": "1Gi"}},
+            },
+        },
+    )
+    ts = await create(kube, sample("repo", namespace))
+
+    async def replicas(count: int) -> bool:
+        dep = await get(kube, "apps/v1", "Deployment", namespace, NAME)
+        return dep is not None and dep["spec"]["replicas"] == count
+
+    await until(ready_is(kube, namespace, "False", "ForeignObject"))
+    assert condition(await trackingserver(kube, namespace), "Volume")["reason"] == "ForeignObject"
+    await until(lambda: replicas(0))
+    await delete(kube, "v1", "PersistentVolumeClaim", namespace, NAME)
+
+    async def ours() -> bool:
+        pvc = await get(kube, "v1", "PersistentVolumeClaim", namespace, NAME)
+        return pvc is not None and pvc["metadata"]["uid"] != claim["metadata"]["uid"]
+
+    await until(ours)
+    await until(lambda: replicas(ts["spec"].get("size", 1)))
+
+
 async def test_drift_is_put_back(operator: Operator, kube: AsyncClient, namespace: str) -> None:
     await create(kube, sample("blog", namespace))
     await until(ready_is(kube, namespace, "True"), within=60)
