@@ -14,6 +14,7 @@ from typing import Any
 from lightkube import AsyncClient
 from lightkube.core.exceptions import ApiError
 
+from experiment_operator.api.trackingserver import TrackingServer
 from experiment_operator.runtime import kubeapi
 from experiment_operator.runtime.apply import (
     JSON_PATCH_CONTENT_TYPE,
@@ -121,6 +122,13 @@ async def release_volume(client: AsyncClient, kind: KindInfo, pvc: Obj, owner: O
     )
     await _json_patch(client, kind, pvc, ops, tolerate=(404,))
     return True
+
+
+def retains(ts: TrackingServer, children: Iterable[Obj], *, foreign: bool) -> bool:
+    """Whether the retention finalizer belongs on the TrackingServer: Retain, and a PVC is
+    wanted that is not someone else's (`foreign`)."""
+    wanted = any(c["kind"] == "PersistentVolumeClaim" for c in children)
+    return ts.spec.volume_retention_policy == "Retain" and wanted and not foreign
 
 
 def is_foreign(pvc: Mapping[str, Any], owner: Mapping[str, Any]) -> bool:

@@ -356,18 +356,13 @@ class TrackingServerReconciler:
 
     # --- finalizers ---
 
-    def _retains(self, p: Pass, children: list[Obj]) -> bool:
-        """Whether the retention finalizer belongs on the TrackingServer: Retain, and a PVC
-        is wanted that is not someone else's."""
-        wanted = any(c["kind"] == "PersistentVolumeClaim" for c in children)
-        return p.ts.spec.volume_retention_policy == "Retain" and wanted and not p.volume_foreign
-
     async def _retain_first(self, p: Pass, children: list[Obj]) -> bool:
         """With Retain, the finalizer goes on before the PVC is created or adopted: deleted in
         between, the TrackingServer would take the claim to the garbage collector with it.
         False when the TrackingServer was stale or is gone (nothing may be applied)."""
         live = self.manager.cache(PersistentVolumeClaim).get(p.namespace, p.name)
-        if not self._retains(p, children) or (live and lifecycle.is_foreign(live, p.obj)):
+        retains = lifecycle.retains(p.ts, children, foreign=p.volume_foreign)
+        if not retains or (live and lifecycle.is_foreign(live, p.obj)):
             return True
         kind = KindInfo.of(TrackingServerResource)
         held = await lifecycle.hold_finalizer(self.client, kind, p.obj, lifecycle.RETAIN_FINALIZER)
@@ -376,11 +371,11 @@ class TrackingServerReconciler:
         return held is not None
 
     async def _update_finalizers(self, p: Pass, children: list[Obj]) -> None:
-        retain = self._retains(p, children)
-        add = [lifecycle.RETAIN_FINALIZER] if retain else []
-        remove = [lifecycle.LEGACY_FINALIZER]
-        if not retain:
-            remove.append(lifecycle.RETAIN_FINALIZER)
+        retain, legacy = lifecycle.RETAIN_FINALIZER, lifecycle.LEGACY_FINALIZER
+        if lifecycle.retains(p.ts, children, foreign=p.volume_foreign):
+            add, remove = [retain], [legacy]
+        else:
+            add, remove = [], [legacy, retain]
         if await lifecycle.patch_finalizers(
             self.client, KindInfo.of(TrackingServerResource), p.obj, add, remove
         ):
