@@ -8,6 +8,8 @@ repaired on the real node.
 
 from __future__ import annotations
 
+import subprocess
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -88,6 +90,30 @@ def test_pods_resolve_service_names(
         "exec", "-n", namespace, pod["metadata"]["name"], "--", "python3", "-c", lookup
     ).stdout.strip()
     assert resolved == service_ip
+
+
+def test_logs_and_port_forward_reach_the_pod_through_the_kubelet(
+    node_tier: NodeTier, seed_server: dict[str, Any], namespace: str
+) -> None:
+    """The API server reaches the kubelet (its client certificate, the node's InternalIP)."""
+    cluster = node_tier.cluster
+    (pod,) = serving.ready_pods(cluster, namespace, NAME)
+    name = pod["metadata"]["name"]
+    logs = cluster.kubectl("logs", "-n", namespace, name, "--tail=50").stdout
+    assert "/health" in logs or "Listening" in logs or "Uvicorn" in logs, logs
+    forward = subprocess.Popen(
+        [cluster.kubectl_path, "port-forward", "-n", namespace, f"pod/{name}", ":5000"],
+        env=cluster.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert forward.stdout is not None
+        line = forward.stdout.readline()  # "Forwarding from 127.0.0.1:PORT -> 5000"
+        port = int(line.split("127.0.0.1:")[1].split()[0])
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=30) as response:
+            assert response.read() == b"OK"
+    finally:
+        forward.terminate()
+        forward.wait(10)
 
 
 def test_sqlite_on_the_volume_keeps_an_experiment_across_the_pods_deletion(
