@@ -144,7 +144,9 @@ def test_size_zero_leaves_no_mlflow_process_and_size_two_serves_from_two_pods(
     serving.until("no Pods", lambda: not serving.server_pods(cluster, namespace, NAME))
     if node_tier.lab is not None:
         node = node_tier.lab.node
-        serving.until("no mlflow process on the node", lambda: not node.processes("mlflow"))
+        # `mlflow server` and its workers (`mlflow.server:app`), not any command line with
+        # "mlflow" in it: the node's own init runs from the checkout's venv (wt-mlflow-a/...).
+        serving.until("no MLflow server on the node", lambda: not node.processes("mlflow.server"))
     cluster.kubectl("patch", "trackingserver", NAME, "-n", namespace, "--type=merge",
                     "-p", '{"spec":{"size":2}}')  # fmt: skip
     pods = serving.ready_pods(cluster, namespace, NAME, count=2)
