@@ -104,13 +104,11 @@ def _ref(name: str) -> str:
 def server_args(url: ServerURL, *, serve_artifacts: bool) -> list[str]:
     """The `mlflow server` command line of an operator-started server.
 
-    Values that come from the environment are `$(NAME)` references, so the database password
-    stays in its Secret and a user's `env` entry replaces the operator's value."""
-    args = [
-        "mlflow",
-        "server",
-        f"--backend-store-uri={_ref('BACKEND_URI')}",
-    ]
+    Values that come from the environment are `$(NAME)` references, so a user's `env` entry
+    replaces the operator's value. The backend store URI is not among them: the kubelet expands
+    a reference into the process's arguments, where the database password would show in the
+    node's process table (`ps`); MLflow reads it from the environment instead (`operator_env`)."""
+    args = ["mlflow", "server"]  # the backend store: `operator_env`
     if serve_artifacts:
         args += ["--serve-artifacts", f"--artifacts-destination={_ref('ARTIFACT_ROOT')}"]
     else:
@@ -128,16 +126,18 @@ def server_args(url: ServerURL, *, serve_artifacts: bool) -> list[str]:
 
 
 MIGRATION_SCRIPT = """\
-import os, subprocess, sys
+import os, sys
 import sqlalchemy
 uri = os.environ["BACKEND_URI"]
 if not sqlalchemy.inspect(sqlalchemy.create_engine(uri)).get_table_names():
     print("empty database: mlflow server creates the schema at its first start")
     sys.exit(0)
-sys.exit(subprocess.call(["mlflow", "db", "upgrade", uri]))
+from mlflow.db import upgrade
+upgrade.main([uri], prog_name="mlflow db upgrade")
 """
 """Upgrade an existing schema to the image's MLflow; leave a new, empty database to the server
-(older MLflow versions' `db upgrade` fails on one). The URI stays in the environment."""
+(older MLflow versions' `db upgrade` fails on one). `mlflow db upgrade` runs in this process:
+the URI (and its password) stays in the environment, never on a command line."""
 
 
 def migration_args() -> list[str]:
@@ -168,6 +168,20 @@ FORWARDED_ALLOW_IPS = "*"
 """Proxies whose `X-Forwarded-Proto`/`-For` the server's uvicorn (or gunicorn) trusts: any, since
 the Pod is reached through the ingress proxy, at an address the operator cannot know. Without
 it MLflow sees plain HTTP and redirects `https://h/team-a` to `http://h/team-a/`."""
+
+
+BACKEND_STORE_ENV = "MLFLOW_BACKEND_STORE_URI"
+"""`mlflow server`'s own variable for `--backend-store-uri`."""
+
+
+def operator_env() -> list[dict[str, Any]]:
+    """The environment of an operator-started server: its backend store (a reference to
+    `BACKEND_URI`, expanded by the kubelet, so a user's `BACKEND_URI` entry still decides) and
+    a writable HOME."""
+    return [
+        {"name": BACKEND_STORE_ENV, "value": _ref("BACKEND_URI")},
+        {"name": "HOME", "value": SCRATCH_DIR},
+    ]
 
 
 def settings_env(url: ServerURL, name: str, namespace: str | None) -> list[dict[str, Any]]:

@@ -79,7 +79,7 @@ def container_env(ts: TrackingServer, plan: ServerPlan) -> list[dict[str, Any]]:
     env = _seed_env(ts)
     env += mlflow.settings_env(plan.url, ts.metadata.name, ts.metadata.namespace)
     if plan.command is ServerCommand.OPERATOR:
-        env.append({"name": "HOME", "value": mlflow.SCRATCH_DIR})
+        env += mlflow.operator_env()
     index = {e["name"]: i for i, e in enumerate(env)}
     for entry in ts.spec.env or []:
         if entry.get("name") in index:

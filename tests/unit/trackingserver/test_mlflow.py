@@ -70,7 +70,6 @@ def test_command_line_without_prefix_and_without_serving_artifacts() -> None:
     assert args == [
         "mlflow",
         "server",
-        "--backend-store-uri=$(BACKEND_URI)",
         "--no-serve-artifacts",
         "--default-artifact-root=$(ARTIFACT_ROOT)",
         "--host=0.0.0.0",
@@ -143,7 +142,7 @@ def test_operator_started_server_is_restricted(sample: Sample) -> None:
         }
         assert {m["mountPath"] for m in c["volumeMounts"]} == {"/mlflow", "/tmp"}
     assert migration["command"][:2] == ["python", "-c"]
-    assert '["mlflow", "db", "upgrade", uri]' in migration["command"][2]
+    assert 'upgrade.main([uri], prog_name="mlflow db upgrade")' in migration["command"][2]
     assert "$(" not in " ".join(migration["command"]), "the URI stays in the environment"
     assert container["readinessProbe"]["httpGet"]["path"] == "/team-a/health"
     assert "--static-prefix=/team-a" in container["command"]
@@ -158,6 +157,24 @@ def test_the_server_trusts_the_proxys_scheme_in_both_ways(
     ts = sample("blog", image=image)
     env = container_env(ts, ServerPlan.of(ts, DEFAULT_MLFLOW_IMAGE))
     assert {"name": "FORWARDED_ALLOW_IPS", "value": "*"} in env
+
+
+def test_the_backend_store_uri_is_on_no_command_line(sample: Sample) -> None:
+    """The kubelet expands `$(NAME)` into the arguments, which `ps` on the node shows: the
+    database password reaches MLflow through its own environment variable instead."""
+    spec = pod(sample("blog", image=None, backend_uri="postgresql://u:secret@db:5432/mlflow"))
+    for container in (*spec["containers"], *spec["initContainers"]):
+        assert not any("$(BACKEND_URI)" in a or "secret" in a for a in container["command"])
+    env = {e["name"]: e for e in spec["containers"][0]["env"]}
+    assert env["MLFLOW_BACKEND_STORE_URI"] == {
+        "name": "MLFLOW_BACKEND_STORE_URI",
+        "value": "$(BACKEND_URI)",
+    }
+    assert "valueFrom" in env["BACKEND_URI"]
+    names = list(env)
+    assert names.index("BACKEND_URI") < names.index("MLFLOW_BACKEND_STORE_URI"), (
+        "a reference expands only to variables defined before it"
+    )
 
 
 def test_users_env_replaces_the_operators_by_name(sample: Sample) -> None:
