@@ -19,12 +19,14 @@ Pod start times and memory are printed (``-s``), never asserted.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import uuid
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import psycopg
 import pytest
@@ -264,6 +266,17 @@ def test_the_running_servers_memory_on_the_node(
     figures |= {"usage": usage, "limit": limit}
     print("MLflow container: " + ", ".join(f"{k} {v // mib} MiB" for k, v in figures.items()))
     assert working_set < limit
+
+
+def test_the_database_password_is_in_no_command_line_on_the_node(
+    lab: Lab, tenant: dict[str, Any]
+) -> None:
+    """`ps` on the node shows every argument: the backend store URI reaches MLflow through
+    its environment, in the server and in the migration alike."""
+    password = urlsplit(tenant["backend_uri"]).password
+    assert password
+    assert lab.node.processes("mlflow.server")
+    assert not lab.node.processes(re.escape(password))
 
 
 def test_runs_survive_deleting_the_pod(lab: Lab, namespace: str, tenant: dict[str, Any]) -> None:
