@@ -4,6 +4,7 @@ the API server stores them, conditions, Events, seed samples and throwaway TLS m
 from __future__ import annotations
 
 import datetime
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import yaml
@@ -21,6 +22,8 @@ from experiment_operator.trackingserver.resources import TrackingServerResource
 
 FIXTURES = REPO_ROOT / "tests" / "fixtures"
 TS = KindInfo.of(TrackingServerResource)
+Check = Callable[[], Awaitable[bool]]
+"""A condition to poll with `experiment_lab.wait.eventually`."""
 
 
 def sample(name: str, namespace: str, **spec: Any) -> Obj:
@@ -93,6 +96,25 @@ async def events(client: AsyncClient, ns: str) -> list[Obj]:
         params={"fieldSelector": "involvedObject.kind=TrackingServer"},
     )
     return list(listed.get("items") or [])
+
+
+def ready_is(client: AsyncClient, ns: str, status: str, reason: str | None = None) -> Check:
+    """The TrackingServer's Ready has `status` (and `reason`, when given)."""
+
+    async def check() -> bool:
+        ready = condition(await trackingserver(client, ns))
+        return ready.get("status") == status and (reason is None or ready["reason"] == reason)
+
+    return check
+
+
+def has_event(client: AsyncClient, ns: str, type_: str, reason: str) -> Check:
+    """An Event of that type and reason exists on a TrackingServer of the namespace."""
+
+    async def check() -> bool:
+        return any(e["type"] == type_ and e["reason"] == reason for e in await events(client, ns))
+
+    return check
 
 
 def tls_pair(host: str = "mlflow.example.com", days: int = 30) -> tuple[str, str]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 import json
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -17,12 +17,15 @@ import pytest
 from lightkube import AsyncClient
 
 from experiment_lab.objects import (
+    Check,
     condition,
     create,
     delete,
     events,
     get,
+    has_event,
     merge_patch,
+    ready_is,
     sample,
     tls_pair,
     trackingserver,
@@ -54,9 +57,6 @@ async def operator(operator_kubeconfig: Path) -> AsyncIterator[Operator]:
         yield op
 
 
-Check = Callable[[], Awaitable[bool]]
-
-
 async def until(check: Check, within: float = 30.0) -> None:
     await eventually(check, within=within)
 
@@ -69,21 +69,6 @@ async def child(kube: AsyncClient, api_version: str, kind: str, ns: str, name: s
 
 async def gone(kube: AsyncClient, api_version: str, kind: str, ns: str, name: str = NAME) -> bool:
     return await get(kube, api_version, kind, ns, name) is None
-
-
-def ready_is(kube: AsyncClient, ns: str, status: str, reason: str | None = None) -> Check:
-    async def check() -> bool:
-        ready = condition(await trackingserver(kube, ns))
-        return ready.get("status") == status and (reason is None or ready["reason"] == reason)
-
-    return check
-
-
-def has_event(kube: AsyncClient, ns: str, type_: str, reason: str) -> Check:
-    async def check() -> bool:
-        return any(e["type"] == type_ and e["reason"] == reason for e in await events(kube, ns))
-
-    return check
 
 
 def container(deployment: Obj) -> dict[str, Any]:

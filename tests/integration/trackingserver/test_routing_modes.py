@@ -9,7 +9,6 @@ one would. Tests that take CRDs away give them back (`experiment_lab.crds`).
 from __future__ import annotations
 
 import datetime
-from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -22,9 +21,10 @@ from experiment_lab.crds import HTTPROUTES, LISTENERSETS, TRAEFIK_ROUTING, crds_
 from experiment_lab.objects import (
     condition,
     create,
-    events,
     get,
+    has_event,
     merge_patch,
+    ready_is,
     sample,
     trackingserver,
 )
@@ -41,7 +41,6 @@ pytestmark = pytest.mark.integration
 NAME = "trackingserver"
 GW = GATEWAY_API_VERSION
 IR = "traefik.io/v1alpha1"
-Check = Callable[[], Awaitable[bool]]
 
 
 def gateway_options(namespace: str, mode: IngressController = IngressController.GATEWAY) -> Any:
@@ -50,21 +49,6 @@ def gateway_options(namespace: str, mode: IngressController = IngressController.
 
 async def exists(kube: AsyncClient, api_version: str, kind: str, ns: str, name: str = NAME) -> bool:
     return await get(kube, api_version, kind, ns, name) is not None
-
-
-def ready_is(kube: AsyncClient, ns: str, status: str, reason: str | None = None) -> Check:
-    async def check() -> bool:
-        ready = condition(await trackingserver(kube, ns))
-        return ready.get("status") == status and (reason is None or ready["reason"] == reason)
-
-    return check
-
-
-def has_event(kube: AsyncClient, ns: str, type_: str, reason: str) -> Check:
-    async def check() -> bool:
-        return any(e["type"] == type_ and e["reason"] == reason for e in await events(kube, ns))
-
-    return check
 
 
 async def write_route_verdict(
