@@ -19,13 +19,13 @@ import httpx2
 from lightkube import AsyncClient, KubeConfig
 from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.resources.core_v1 import Namespace
-from prometheus_client.parser import text_string_to_metric_families
 
 from experiment_lab.audit import AuditLogTail, RequestCounts
 from experiment_lab.binaries import REPO_ROOT
 from experiment_lab.cluster import Cluster
 from experiment_lab.controlplane import ControlPlane
 from experiment_lab.hostprocess import free_port
+from experiment_lab.replicas import summed_metrics
 from experiment_lab.serviceaccount import OperatorAccount, operator_account
 from experiment_operator.runtime import kubeapi
 
@@ -154,11 +154,7 @@ class OperatorProcess:
     async def metrics(self) -> dict[str, float]:
         """Samples of the operator's /metrics, summed over labels (e.g. per result)."""
         text = (await self._get(self.metrics_port, "/metrics")).text
-        values: dict[str, float] = {}
-        for family in text_string_to_metric_families(text):
-            for sample in family.samples:
-                values[sample.name] = values.get(sample.name, 0.0) + sample.value
-        return values
+        return summed_metrics(text)
 
     async def reconciles(self) -> float:
         return (await self.metrics()).get("controller_runtime_reconcile_total", 0.0)

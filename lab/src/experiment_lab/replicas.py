@@ -46,6 +46,15 @@ def token_id(token: str) -> str:
     return f"JTI={claims['jti']}"
 
 
+def summed_metrics(text: str) -> dict[str, float]:
+    """Prometheus text exposition -> each sample name's value, summed over its labels."""
+    values: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            values[sample.name] = values.get(sample.name, 0.0) + sample.value
+    return values
+
+
 @dataclass(frozen=True)
 class Credentials:
     kubeconfig: Path
@@ -202,11 +211,7 @@ class Replica:
                 text = (await http.get(f"http://127.0.0.1:{self.metrics_port}/metrics")).text
         except httpx2.TransportError:
             return {}
-        values: dict[str, float] = {}
-        for family in text_string_to_metric_families(text):
-            for sample in family.samples:
-                values[sample.name] = values.get(sample.name, 0.0) + sample.value
-        return values
+        return summed_metrics(text)
 
     async def leading(self) -> bool:
         values = await self.metrics()
