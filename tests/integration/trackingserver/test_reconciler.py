@@ -67,6 +67,10 @@ async def child(kube: AsyncClient, api_version: str, kind: str, ns: str, name: s
     return obj
 
 
+async def exists(kube: AsyncClient, api_version: str, kind: str, ns: str, name: str = NAME) -> bool:
+    return await get(kube, api_version, kind, ns, name) is not None
+
+
 async def gone(kube: AsyncClient, api_version: str, kind: str, ns: str, name: str = NAME) -> bool:
     return await get(kube, api_version, kind, ns, name) is None
 
@@ -252,6 +256,8 @@ async def test_retain_policy_keeps_the_volume(
         return RETAIN_FINALIZER in (stored["metadata"].get("finalizers") or [])
 
     await until(finalizer_added)
+    # The finalizer goes on before the claim is created: wait for the claim too.
+    await until(lambda: exists(kube, "v1", "PersistentVolumeClaim", namespace))
     pvc = await child(kube, "v1", "PersistentVolumeClaim", namespace)
 
     # Volume fields cleared: the claim is released, not deleted; the finalizer goes.
