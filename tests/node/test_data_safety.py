@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from experiment_lab import serving
@@ -244,10 +245,22 @@ def test_a_killed_server_loses_no_acknowledged_write_with_postgresql(
                             "--grace-period=0", "--force")  # fmt: skip
             injected.append(f"Pod force-deleted after {before} writes")
             serving.until("writes from the new Pod", lambda: acknowledged_more(writer, before))
-        history: dict[str, set[int]] = {}
-        for run_id in writer.runs:
-            assert client.get_run(run_id).info.run_id == run_id
-            history[run_id] = {int(m.step) for m in client.get_metric_history(run_id, "m")}
+        (pod,) = serving.ready_pods(cluster, namespace, name)
+
+        def read_back() -> dict[str, set[int]] | None:
+            """Every run's metric steps, or None while the proxy has no ready endpoint yet
+            (a 503 right after the force-deleted Pod's replacement turned Ready)."""
+            try:
+                found: dict[str, set[int]] = {}
+                for run_id in writer.runs:
+                    assert client.get_run(run_id).info.run_id == run_id
+                    steps = client.get_metric_history(run_id, "m")
+                    found[run_id] = {int(m.step) for m in steps}
+                return found
+            except MlflowException:
+                return None
+
+        history: dict[str, set[int]] = serving.until("the runs read back", read_back, timeout=120)
     missing = [(run, step) for run, step in writer.metrics if step not in history[run]]
     figures(
         "postgresql-kill",
