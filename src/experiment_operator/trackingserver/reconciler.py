@@ -158,8 +158,10 @@ class TrackingServerReconciler:
         unwanted = unwanted_children(p.name, children)
         if keep_tls_secret:  # an invalid cert/key: neither write it nor delete what exists
             children = [c for c in children if not self._is_tls_secret(c, p)]
-        # Three rounds of concurrent applies, in the seed's order: what the Deployment reads
-        # (its pod template carries the Secrets' resourceVersions), the workload, the routing.
+        # Two rounds of concurrent applies: first what the Deployment reads (its pod template
+        # carries the Secrets' resourceVersions), then everything else at once. Nothing else
+        # waits on the Service: the API server allocates ClusterIPs slowly under load
+        # (seconds per Service in a burst), which must not hold back the Deployment.
         first = [c for c in children if c["kind"] in ("Secret", "PersistentVolumeClaim")]
         if not await self._retain_first(p, first):
             return Result(requeue=True)
@@ -170,19 +172,18 @@ class TrackingServerReconciler:
                 versions["credentials_version"] = version(live)
             if self._is_backend_store(child, p):
                 versions["backend_store_version"] = version(live)
-        workload = [
+        rest = [
             deployment(p.ts, plan, **versions) if c["kind"] == "Deployment" else c
             for c in children
-            if c not in first and c["kind"] not in ROUTING_KINDS
+            if c not in first
         ]
         if p.volume_foreign:  # never a Pod on someone else's claim (on its data)
-            for child in workload:
+            for child in rest:
                 if child["kind"] == "Deployment":
                     child["spec"]["replicas"] = 0
-        for child, live in zip(workload, await self._apply_all(p, workload), strict=True):
+        for child, live in zip(rest, await self._apply_all(p, rest), strict=True):
             if child["kind"] == "Deployment":
                 p.deployment = live
-        await self._apply_all(p, [c for c in children if c["kind"] in ROUTING_KINDS])
         tls_value = gateway_findings(self.manager, p, options, children, tls_value, tls_present)
         await self._delete_unwanted(p, unwanted)
         await self._update_finalizers(p, children)
