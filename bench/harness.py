@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import statistics
 import subprocess
@@ -45,6 +46,12 @@ def rss_mib(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     raise RuntimeError(f"no VmRSS for pid {pid}")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process used so far (utime and stime of /proc/PID/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 @dataclass
@@ -130,6 +137,9 @@ class OperatorProcess:
         since = time.monotonic()
         await asyncio.sleep(seconds)
         return statistics.median(rss for t, rss in self.rss_samples if t >= since)
+
+    def cpu_seconds(self) -> float:
+        return cpu_seconds(self.pid)
 
     def peak_rss(self) -> float:
         return max((rss for _, rss in self.rss_samples), default=0.0)

@@ -52,6 +52,7 @@ async def create_burst(
 ) -> Result:
     """N CRs at once → seconds until all Ready; the operator's requests per CR."""
     n = len(keys)
+    reconciles0, cpu0 = await bench.operator.reconciles(), bench.operator.cpu_seconds()
     wall0, t0 = time.time(), time.monotonic()
     await workload.create_trackingservers(bench.admin, keys)
     created = time.monotonic() - t0
@@ -67,8 +68,11 @@ async def create_burst(
     available = max(obs.rolled_out_at[key] for key in keys) - t0
     children_applied = max(max(obs.children_of(key).values()) for key in keys) - t0
     await bench.operator.quiesce(at_least=n)
+    cpu = bench.operator.cpu_seconds() - cpu0
     children = [len(obs.children_of(key)) for key in keys]
-    errors = (await bench.operator.metrics()).get("controller_runtime_reconcile_errors_total", 0)
+    values = await bench.operator.metrics()
+    errors = values.get("controller_runtime_reconcile_errors_total", 0)
+    reconciles = values.get("controller_runtime_reconcile_total", 0) - reconciles0
     counts = await bench.requests(wall0)
     writes = counts.to_dict()
     return {
@@ -80,6 +84,8 @@ async def create_burst(
         "not_ready_after_quiesce": not_ready(obs, keys) if status else 0,
         "children_per_cr": round(sum(children) / n, 2),
         "reconcile_errors": int(errors),
+        "reconciles_per_cr": round(reconciles / n, 2),
+        "operator_cpu_seconds": round(cpu, 1),
         "requests_per_cr": round((counts.writes + counts.reads) / n, 2),
         "writes_per_cr": round(counts.writes / n, 2),
         "reads_per_cr": round(counts.reads / n, 2),
