@@ -75,7 +75,7 @@ def parse_or_none(url: str) -> ServerURL | None:
 
 
 @given(URLS)
-@settings(max_examples=1500, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 def test_no_url_changes_the_shape_of_a_routing_rule(url: str) -> None:
     parsed = parse_or_none(url)
     if parsed is None:
@@ -101,7 +101,7 @@ def test_no_url_changes_the_shape_of_a_routing_rule(url: str) -> None:
 
 
 @given(URLS)
-@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 def test_every_builder_refuses_or_routes_safely(url: str) -> None:
     """Through the real builders: the routing objects of every mode carry only the parsed
     host and prefix (and the nginx annotations only the fixed rewrite and the redirect URL)."""
