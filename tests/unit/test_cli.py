@@ -37,7 +37,7 @@ def test_defaults() -> None:
         gateway_listener_sets=True,
         mlflow_image="ghcr.io/mlflow/mlflow:v3.17.2-full",
         namespaces=None,
-        max_concurrent_reconciles=64,
+        max_concurrent_reconciles=16,
         leader_elect=True,
         leader_election_namespace="default",
         leader_election_id="experiment-operator",

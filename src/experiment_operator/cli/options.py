@@ -177,7 +177,7 @@ RUN_OPTIONS = (
     _Option(
         "--max-concurrent-reconciles",
         positive_int,
-        "64",
+        "16",
         "TrackingServers reconciled in parallel (most of a reconcile is waiting for the API "
         "server; bench/RESULTS.md has the measurement); one TrackingServer is never reconciled "
         "twice at once",

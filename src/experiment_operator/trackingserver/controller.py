@@ -2,7 +2,7 @@
 
 mgr = Manager(client, owned_label_selector=OWNED_LABELS, ...)
 options = ChildOptions(..., traefik_group=await served_traefik_group(client))
-setup(mgr, options, max_concurrent_reconciles=64)
+setup(mgr, options, max_concurrent_reconciles=16)
 await mgr.run()
 """
 
@@ -83,7 +83,7 @@ def setup(
     options: ChildOptions,
     *,
     name: str = CONTROLLER_NAME,
-    max_concurrent_reconciles: int = 64,
+    max_concurrent_reconciles: int = 16,
     resync_period: float | None = None,
     recheck_interval: float = RECHECK_SECONDS,
 ) -> Controller:
