@@ -126,7 +126,9 @@ async def test_owns_recreates_a_deleted_child_and_caches_only_managed_objects(
             assert "kube-root-ca.crt" not in cached, "child caches are label-selected"
             widget = manager.cache(Widget).get(namespace, "w1")
             assert widget is not None
-            assert manager.cache(ConfigMap).by_owner(widget["metadata"]["uid"])
+            owner = widget["metadata"]["uid"]
+            # The server has the new child before the cache's watch delivers it.
+            await eventually(lambda: manager.cache(ConfigMap).by_owner(owner), "child cached")
     finally:
         await client.close()
 
