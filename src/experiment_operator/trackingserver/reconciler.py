@@ -159,9 +159,8 @@ class TrackingServerReconciler:
         if keep_tls_secret:  # an invalid cert/key: neither write it nor delete what exists
             children = [c for c in children if not self._is_tls_secret(c, p)]
         # Two rounds of concurrent applies: first what the Deployment reads (its pod template
-        # carries the Secrets' resourceVersions), then everything else at once. Nothing else
-        # waits on the Service: the API server allocates ClusterIPs slowly under load
-        # (seconds per Service in a burst), which must not hold back the Deployment.
+        # carries the Secrets' resourceVersions), then everything else at once, so the routing
+        # does not wait for the Service (ClusterIP allocation takes seconds in a burst).
         first = [c for c in children if c["kind"] in ("Secret", "PersistentVolumeClaim")]
         if not await self._retain_first(p, first):
             return Result(requeue=True)
