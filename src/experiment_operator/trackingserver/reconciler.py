@@ -43,7 +43,7 @@ from experiment_operator.trackingserver.children import (
 )
 from experiment_operator.trackingserver.gatewaystatus import gateway_findings
 from experiment_operator.trackingserver.labels import INSTANCE_LABEL, backend_store_secret_name
-from experiment_operator.trackingserver.mlflow import server_command
+from experiment_operator.trackingserver.mlflow import ServerPlan, server_command
 from experiment_operator.trackingserver.passes import Pass, version
 from experiment_operator.trackingserver.resources import TrackingServerResource, kind_of
 from experiment_operator.trackingserver.rollouts import (
@@ -158,31 +158,17 @@ class TrackingServerReconciler:
         unwanted = unwanted_children(p.name, children)
         if keep_tls_secret:  # an invalid cert/key: neither write it nor delete what exists
             children = [c for c in children if not self._is_tls_secret(c, p)]
-        # Two rounds of concurrent applies: first what the Deployment reads (its pod template
-        # carries the Secrets' resourceVersions), then everything else at once, so the routing
-        # does not wait for the Service (ClusterIP allocation takes seconds in a burst).
-        first = [c for c in children if c["kind"] in ("Secret", "PersistentVolumeClaim")]
-        if not await self._retain_first(p, first):
+        # Every child is applied at once; only the Deployment waits, for what it reads: the
+        # Secrets whose resourceVersions its pod template carries, and the claim (a foreign one
+        # keeps it at 0 replicas). Nothing waits for the Service, whose ClusterIP allocation
+        # takes seconds in a burst.
+        inputs = [c for c in children if self._deployment_reads(c, p)]
+        if not await self._retain_first(p, inputs):
             return Result(requeue=True)
-        applied = await self._apply_all(p, first)
-        versions: dict[str, str | None] = {}
-        for child, live in zip(first, applied, strict=True):
-            if self._is_owned_credentials(child, p):
-                versions["credentials_version"] = version(live)
-            if self._is_backend_store(child, p):
-                versions["backend_store_version"] = version(live)
-        rest = [
-            deployment(p.ts, plan, **versions) if c["kind"] == "Deployment" else c
-            for c in children
-            if c not in first
-        ]
-        if p.volume_foreign:  # never a Pod on someone else's claim (on its data)
-            for child in rest:
-                if child["kind"] == "Deployment":
-                    child["spec"]["replicas"] = 0
-        for child, live in zip(rest, await self._apply_all(p, rest), strict=True):
-            if child["kind"] == "Deployment":
-                p.deployment = live
+        others = [c for c in children if c not in inputs and c["kind"] != "Deployment"]
+        p.deployment, _ = await asyncio.gather(
+            self._apply_deployment(p, plan, inputs), self._apply_all(p, others)
+        )
         tls_value = gateway_findings(self.manager, p, options, children, tls_value, tls_present)
         await self._delete_unwanted(p, unwanted)
         await self._update_finalizers(p, children)
@@ -272,6 +258,26 @@ class TrackingServerReconciler:
             child["kind"] == "Secret"
             and child["metadata"]["name"] == backend_store_secret_name(p.name)
         )
+
+    def _deployment_reads(self, child: Obj, p: Pass) -> bool:
+        return (
+            child["kind"] == "PersistentVolumeClaim"
+            or self._is_owned_credentials(child, p)
+            or self._is_backend_store(child, p)
+        )
+
+    async def _apply_deployment(self, p: Pass, plan: ServerPlan, inputs: list[Obj]) -> Obj | None:
+        """Apply `inputs`, then the Deployment that carries their resourceVersions."""
+        versions: dict[str, str | None] = {}
+        for child, live in zip(inputs, await self._apply_all(p, inputs), strict=True):
+            if self._is_owned_credentials(child, p):
+                versions["credentials_version"] = version(live)
+            if self._is_backend_store(child, p):
+                versions["backend_store_version"] = version(live)
+        child = deployment(p.ts, plan, **versions)
+        if p.volume_foreign:  # never a Pod on someone else's claim (on its data)
+            child["spec"]["replicas"] = 0
+        return await self._apply(p, child)
 
     async def _apply_all(self, p: Pass, children: list[Obj]) -> list[Obj | None]:
         return await asyncio.gather(*(self._apply(p, child) for child in children))
