@@ -48,7 +48,11 @@ async def run_operator(
     name: str = "trackingserver",
 ) -> AsyncIterator[Operator]:
     """Start the operator (no leader election) and stop it cleanly afterwards."""
-    client = AsyncClient(config=KubeConfig.from_file(kubeconfig), field_manager=FIELD_MANAGER)
+    client = AsyncClient(
+        config=KubeConfig.from_file(kubeconfig),
+        field_manager=FIELD_MANAGER,
+        timeout=kubeapi.REQUEST_TIMEOUT,
+    )
     requests: list[tuple[str, str, int]] = []
 
     async def record(response: httpx2.Response) -> None:

@@ -26,7 +26,9 @@ async def run(options: RunOptions) -> int:
             if options.kubeconfig
             else KubeConfig.from_env()
         )
-        client = AsyncClient(config=config, field_manager=FIELD_MANAGER)  # reads CA, client certs
+        client = AsyncClient(
+            config=config, field_manager=FIELD_MANAGER, timeout=kubeapi.REQUEST_TIMEOUT
+        )  # reads CA, client certs
         kubeapi.abort_on_close(client)
     except (ConfigError, OSError) as err:
         log.error("no usable kubeconfig: %s", err)

@@ -29,6 +29,11 @@ Key = tuple[str, str]
 
 APPLY_CONTENT_TYPE = "application/apply-patch+yaml"
 MERGE_PATCH_CONTENT_TYPE = "application/merge-patch+json"
+REQUEST_TIMEOUT = httpx2.Timeout(65.0, connect=10.0)
+"""Longer than the API server's own request timeout (60 s), as client-go leaves it: a slow write
+is answered by the server (504 when it gave up) instead of abandoned and sent again while the
+first may still succeed; for a Service that would be a second ClusterIP allocation. Watches set
+their own timeouts."""
 
 
 @dataclass(frozen=True)
