@@ -11,10 +11,13 @@ drop every body they do not otherwise need (see `runtime.cache`).
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import json
 from collections.abc import Mapping
 from typing import Any
+
+import orjson
 
 FIELD_MANAGER = "experiment-operator"
 
@@ -31,12 +34,18 @@ def _has_children(fields: Mapping[str, Any]) -> bool:
     return any(token != "." for token in fields)
 
 
+@functools.lru_cache(maxsize=4096)
+def _parsed(raw: str) -> Any:
+    """A key or value token of a field set; the same few recur in every object of a kind."""
+    return json.loads(raw)
+
+
 def _matches(item: Any, prefix: str, raw: str, index: int) -> bool:
     if prefix == "k":
-        key = json.loads(raw)
+        key = _parsed(raw)
         return isinstance(item, Mapping) and all(item.get(k) == v for k, v in key.items())
     if prefix == "v":
-        return bool(item == json.loads(raw))
+        return bool(item == _parsed(raw))
     if prefix == "i":
         return index == int(raw)
     return False
@@ -67,8 +76,9 @@ def project(value: Any, fields: Mapping[str, Any]) -> Any:
 
 def digest(value: Any) -> bytes:
     """A stable 16-byte digest of a JSON value (key order does not matter)."""
-    text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.blake2b(text.encode(), digest_size=16).digest()
+    return hashlib.blake2b(
+        orjson.dumps(value, option=orjson.OPT_SORT_KEYS), digest_size=16
+    ).digest()
 
 
 def apply_entry(obj: Mapping[str, Any], manager: str = FIELD_MANAGER) -> Mapping[str, Any] | None:

@@ -7,7 +7,6 @@ lightkube's configured (authenticated, instrumented) httpx client.
 
 from __future__ import annotations
 
-import json
 import socket
 import struct
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -15,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx2
+import orjson
 from lightkube import AsyncClient
 from lightkube.core import resource as lkr
 from lightkube.core.exceptions import ApiError
@@ -140,7 +140,7 @@ async def request(
     content_type: str = "application/json",
 ) -> Obj:
     """Send one request and return the decoded JSON body; raise ApiError on HTTP errors."""
-    content = None if body is None else json.dumps(body).encode()
+    content = None if body is None else orjson.dumps(body)
     headers = {"Content-Type": content_type} if content is not None else None
     response = await http(client).request(
         method, path, params=dict(params or {}), content=content, headers=headers
@@ -149,7 +149,7 @@ async def request(
         raise api_error(response)
     if not response.content:
         return {}
-    result: Obj = response.json()
+    result: Obj = orjson.loads(response.content)
     return result
 
 
@@ -216,12 +216,29 @@ async def watch(
         if response.status_code >= 400:
             await response.aread()
             raise api_error(response)
-        async for line in response.aiter_lines():
-            if line.strip():
-                event: Obj = json.loads(line)
-                yield event
+        async for line in _lines(response):
+            event: Obj = orjson.loads(line)
+            yield event
     finally:
         await response.aclose()
+
+
+async def _lines(response: httpx2.Response) -> AsyncIterator[bytes]:
+    """The non-empty lines of a streamed body, as bytes (JSON needs no text decoding)."""
+    pending: list[bytes] = []
+    async for chunk in response.aiter_bytes():
+        *complete, rest = chunk.split(b"\n")
+        if complete:
+            complete[0] = b"".join([*pending, complete[0]])
+            pending = []
+            for line in complete:
+                if line.strip():
+                    yield line
+        if rest:
+            pending.append(rest)
+    last = b"".join(pending)
+    if last.strip():
+        yield last
 
 
 async def is_served(client: AsyncClient, kind: KindInfo) -> bool:
