@@ -7,7 +7,10 @@ restart (the operator comes back with `--resync-period`), idle (one full resync)
 latency (CRs at a fixed rate), chaos (kill -9 during a burst), unrelated objects (memory), and
 optionally growing to each of `--memory-crs` CRs. With `--peer`, the original Go controller
 (built from its source, outside this repository) runs create, restart and spec change on a
-third control plane. Results go to bench/results.json and RESULTS.md.
+third control plane. With `--pairs K`, K - 1 more floor + create-burst pairs follow, each on
+fresh control planes: this machine's speed drifts from minute to minute (the same floor took
+56 s and 97 s within the hour), so the ratio to the floor is reported as the median over the
+pairs, each pair's ratio beside it. Results go to bench/results.json and RESULTS.md.
 """
 
 from __future__ import annotations
@@ -61,6 +64,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--chaos-count", type=int, default=200, help="CRs per chaos burst")
     parser.add_argument("--no-floor", action="store_true", help="skip the floor measurement")
     parser.add_argument(
+        "--pairs", type=int, default=1, help="floor + create-burst pairs (median ratio)"
+    )
+    parser.add_argument(
         "--peer", type=Path, default=None, help="the original controller's binary to compare"
     )
     parser.add_argument(
@@ -76,6 +82,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     unknown = set(chosen) - set(OPTIONAL) - {"create"}
     if unknown:
         parser.error(f"unknown scenarios: {', '.join(sorted(unknown))}")
+    if args.pairs < 1 or (args.pairs > 1 and args.no_floor):
+        parser.error("--pairs needs at least 1, and the floor")
     args.chosen = chosen
     args.memory_totals = [int(v) for v in args.memory_crs.split(",") if v.strip()]
     return args
@@ -186,6 +194,33 @@ def _brief(values: dict[str, Any]) -> str:
     return ", ".join(f"{k}={v}" for k, v in values.items() if not isinstance(v, dict))
 
 
+def pair(floor_result: dict[str, Any], create: dict[str, Any]) -> dict[str, float]:
+    floor_s, ready_s = floor_result["ready_seconds"], create["ready_seconds"]
+    return {
+        "floor_seconds": floor_s,
+        "ready_seconds": ready_s,
+        "ratio": round(ready_s / floor_s, 2),
+    }
+
+
+async def another_pair(workdir: Path, binaries: Path, args: argparse.Namespace) -> dict[str, float]:
+    """The floor, then the operator's create burst, each on a fresh control plane."""
+    namespaces = [f"bench-{i}" for i in range(args.namespaces)]
+    keys = workload.cr_keys(args.n, namespaces)
+    within = max(300.0, 0.6 * args.n)
+    log.info("pair: floor, then the create burst, on fresh control planes")
+    floor_result = await floor.floor(workdir, binaries, keys, within=within)
+    async with bench_environment(workdir, binaries, operator_args=args.operator_arg) as bench:
+        await workload.create_namespaces(bench.admin, namespaces)
+        async with Observer(bench.admin) as obs:
+            bench.operator.start()
+            await bench.operator.wait_ready()
+            create = await scenarios.create_burst(bench, obs, keys, within)
+    result = pair(floor_result, create)
+    log.info("pair: %s", _brief(result))
+    return result
+
+
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     workdir: Path = args.workdir or REPO_ROOT / ".local" / "bench" / str(args.n)
     await asyncio.to_thread(shutil.rmtree, workdir, ignore_errors=True)
@@ -208,6 +243,9 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         result = await run_scenarios(bench, args)
     if floor_result is not None:
         result["floor"] = floor_result
+        result["pairs"] = [pair(floor_result, result["create"])]
+        for i in range(1, args.pairs):
+            result["pairs"].append(await another_pair(workdir / f"pair-{i}", binaries, args))
     if args.peer is not None:
         try:
             async with bench_environment(
