@@ -14,7 +14,7 @@ from lightkube.core import resource as lkr
 
 from . import metrics
 from .handlers import object_keys, owner_keys
-from .kubeapi import Key, KindInfo
+from .kubeapi import Key, KindInfo, Obj, key_of
 from .store import Change, Store
 from .workqueue import WorkQueue
 
@@ -49,6 +49,18 @@ class Reconciler(Protocol):
     async def reconcile(self, request: Request) -> Result: ...
 
 
+def settled(obj: Obj) -> bool:
+    """Reconciled at its current generation and, if it has a `Ready` condition, Ready (the
+    conventions of `status.observedGeneration` and conditions). When a controller starts or
+    resyncs, such objects wait behind the others: after a restart the CRs that still need work
+    go first, not after thousands of no-op passes."""
+    status, meta = obj.get("status") or {}, obj.get("metadata") or {}
+    if "observedGeneration" not in status or status["observedGeneration"] != meta.get("generation"):
+        return False
+    ready = [c for c in status.get("conditions") or [] if c.get("type") == "Ready"]
+    return all(c.get("status") == "True" for c in ready)
+
+
 class Controller:
     """Runs `max_concurrent_reconciles` workers over a queue of primary keys.
 
@@ -79,8 +91,7 @@ class Controller:
         """Reconcile until cancelled; then stop the workers (in-flight reconciles are cancelled)."""
         queue: WorkQueue[Key] = WorkQueue(self.name)
         self._queue = queue
-        for key in self.primary.list_keys():
-            queue.add(key)
+        self._queue_all(queue)
         tasks = [
             asyncio.create_task(self._worker(queue)) for _ in range(self.max_concurrent_reconciles)
         ]
@@ -99,8 +110,12 @@ class Controller:
     async def _resync(self, queue: WorkQueue[Key]) -> None:
         while True:
             await asyncio.sleep(self.resync_period)
-            for key in self.primary.list_keys():
-                queue.add(key)
+            self._queue_all(queue)
+
+    def _queue_all(self, queue: WorkQueue[Key]) -> None:
+        """Every cached primary key; the settled ones behind the rest."""
+        for obj in self.primary.list():
+            queue.add(key_of(obj), low_priority=settled(obj))
 
     async def _worker(self, queue: WorkQueue[Key]) -> None:
         while (key := await queue.get()) is not None:

@@ -6,7 +6,10 @@
 - failures back off per key (5 ms doubling to 1000 s), limited overall by a token bucket
   (10 qps, burst 100), taking the larger of the two delays — client-go's default controller
   rate limiter;
-- `shutdown` wakes every waiting worker, which then gets None and exits.
+- `shutdown` wakes every waiting worker, which then gets None and exits;
+- keys added with `low_priority` wait behind all others (as in controller-runtime's priority
+  queue): a restart or resync queues every object, and the few that need work go first; adding
+  a waiting low-priority key normally moves it ahead.
 """
 
 from __future__ import annotations
@@ -70,6 +73,8 @@ class WorkQueue(Generic[K]):
         self.name = name
         self._limiter: RateLimiter[K] = rate_limiter or RateLimiter()
         self._queue: deque[K] = deque()
+        self._low: deque[K] = deque()  # may hold stale entries: `_low_keys` says which count
+        self._low_keys: set[K] = set()  # dirty keys whose place is in `_low`
         self._dirty: set[K] = set()
         self._processing: set[K] = set()
         self._delayed: dict[K, tuple[float, asyncio.TimerHandle]] = {}
@@ -81,18 +86,28 @@ class WorkQueue(Generic[K]):
         self._depth.set(0)
 
     def __len__(self) -> int:
-        return len(self._queue)
+        low_in_progress = sum(1 for key in self._processing if key in self._low_keys)
+        return len(self._queue) + len(self._low_keys) - low_in_progress
 
     @property
     def shutting_down(self) -> bool:
         return self._shutting_down
 
-    def add(self, key: K) -> None:
-        """Queue `key` unless it is already waiting; a key in progress is re-queued on `done`."""
-        if self._shutting_down or key in self._dirty:
+    def add(self, key: K, *, low_priority: bool = False) -> None:
+        """Queue `key` unless it is already waiting; a key in progress is re-queued on `done`.
+        A waiting low-priority key added without `low_priority` moves to the normal lane."""
+        if self._shutting_down:
+            return
+        if key in self._dirty:
+            if not low_priority and key in self._low_keys:
+                self._low_keys.discard(key)
+                if key not in self._processing:
+                    self._push(key)
             return
         metrics.QUEUE_ADDS.labels(self.name).inc()
         self._dirty.add(key)
+        if low_priority:
+            self._low_keys.add(key)
         self._queued_at.setdefault(key, time.monotonic())
         if key in self._processing:
             return
@@ -129,7 +144,7 @@ class WorkQueue(Generic[K]):
 
     async def get(self) -> K | None:
         """Wait for a key and mark it in progress; None once the queue is shut down."""
-        while not self._queue:
+        while (key := self._pop()) is None:
             if self._shutting_down:
                 return None
             waiter = asyncio.get_running_loop().create_future()
@@ -145,10 +160,10 @@ class WorkQueue(Generic[K]):
                     self._waiters.remove(waiter)
         if self._shutting_down:
             return None
-        key = self._queue.popleft()
-        self._depth.set(len(self._queue))
+        self._depth.set(len(self))
         self._processing.add(key)
         self._dirty.discard(key)
+        self._low_keys.discard(key)
         now = time.monotonic()
         queued_at = self._queued_at.pop(key, None)
         if queued_at is not None:
@@ -181,9 +196,19 @@ class WorkQueue(Generic[K]):
         self.add(key)
 
     def _push(self, key: K) -> None:
-        self._queue.append(key)
-        self._depth.set(len(self._queue))
+        (self._low if key in self._low_keys else self._queue).append(key)
+        self._depth.set(len(self))
         self._wake_one()
+
+    def _pop(self) -> K | None:
+        """The next key to hand out: the normal lane first; None when both are empty."""
+        if self._queue:
+            return self._queue.popleft()
+        while self._low:
+            key = self._low.popleft()
+            if key in self._low_keys and key not in self._processing:
+                return key
+        return None
 
     def _wake_one(self) -> None:
         while self._waiters:

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Callable
 
 from prometheus_client import REGISTRY
 
-from experiment_operator.runtime.controller import Controller, Request, Result
+from experiment_operator.runtime.controller import Controller, Request, Result, settled
 from experiment_operator.runtime.store import Change, Store
 
 
@@ -83,6 +83,41 @@ async def test_every_cached_key_is_reconciled_at_start_and_on_resync() -> None:
     async with running(controller):
         await rec.wait_until(lambda: rec.calls.count(Request("ns", "b")) >= 3)
     assert set(rec.calls) == {Request("ns", "a"), Request("ns", "b")}
+
+
+def with_status(name: str, generation: int, status: dict[str, object] | None) -> Change:
+    meta = {"name": name, "namespace": "ns", "uid": name, "generation": generation}
+    return Change("ADDED", {"metadata": meta, **({"status": status} if status else {})})
+
+
+def ready(value: str, observed: int) -> dict[str, object]:
+    return {"observedGeneration": observed, "conditions": [{"type": "Ready", "status": value}]}
+
+
+async def test_at_start_the_objects_that_need_work_go_first() -> None:
+    store = Store()
+    for change in (
+        with_status("settled-1", 2, ready("True", 2)),
+        with_status("new", 1, None),
+        with_status("settled-2", 1, {"observedGeneration": 1}),
+        with_status("changed", 3, ready("True", 2)),
+        with_status("failing", 1, ready("False", 1)),
+    ):
+        store.apply(change)
+    rec = Scripted()
+    async with running(Controller("t-priority", rec, store)):
+        await rec.wait_until(lambda: len(rec.calls) == 5)
+    names = [r.name for r in rec.calls]
+    assert names[:3] == ["new", "changed", "failing"]
+    assert set(names[3:]) == {"settled-1", "settled-2"}
+
+
+def test_settled_means_current_generation_and_not_unready() -> None:
+    assert settled(with_status("a", 4, ready("True", 4)).obj)
+    assert settled(with_status("a", 4, {"observedGeneration": 4}).obj)
+    assert not settled(with_status("a", 4, ready("True", 3)).obj)
+    assert not settled(with_status("a", 4, ready("Unknown", 4)).obj)
+    assert not settled(with_status("a", 1, None).obj)
 
 
 async def test_enqueue_only_while_running() -> None:

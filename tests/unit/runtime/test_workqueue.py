@@ -168,3 +168,34 @@ async def test_add_rate_limited_uses_backoff_and_counts_requeues() -> None:
     q.done("k")
     q.forget("k")
     assert q.num_requeues("k") == 0
+
+
+async def test_low_priority_keys_wait_behind_the_rest_until_added_normally() -> None:
+    q: WorkQueue[Key] = WorkQueue("t-priority")
+    settled = [("ns", f"s{i}") for i in range(3)]
+    for key in settled:
+        q.add(key, low_priority=True)
+    q.add(("ns", "new"))
+    q.add(("ns", "s2"))  # an event for a settled object: it moves ahead
+    q.add(("ns", "s0"), low_priority=True)  # already waiting: no change
+    assert len(q) == 4
+    order = [await q.get() for _ in range(4)]
+    assert order == [("ns", "new"), ("ns", "s2"), ("ns", "s0"), ("ns", "s1")]
+    assert len(q) == 0
+
+
+async def test_a_promoted_key_is_handed_out_once() -> None:
+    q: WorkQueue[Key] = WorkQueue("t-promoted-once")
+    key = ("ns", "a")
+    q.add(key, low_priority=True)
+    q.add(key)  # promoted: its place in the low lane is stale
+    assert await q.get() == key
+    q.add(key, low_priority=True)  # added again while in progress
+    assert len(q) == 0
+    waiting = asyncio.create_task(q.get())
+    await asyncio.sleep(0.01)
+    assert not waiting.done(), "the stale low-lane entry must not hand out a key in progress"
+    q.done(key)
+    assert await asyncio.wait_for(waiting, 5) == key
+    q.done(key)
+    assert len(q) == 0
