@@ -13,7 +13,6 @@ from __future__ import annotations
 import copy
 import functools
 import hashlib
-import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -37,7 +36,7 @@ def _has_children(fields: Mapping[str, Any]) -> bool:
 @functools.lru_cache(maxsize=4096)
 def _parsed(raw: str) -> Any:
     """A key or value token of a field set; the same few recur in every object of a kind."""
-    return json.loads(raw)
+    return orjson.loads(raw)
 
 
 def _matches(item: Any, prefix: str, raw: str, index: int) -> bool:
