@@ -16,7 +16,7 @@ from . import metrics
 from .handlers import object_keys, owner_keys
 from .kubeapi import Key, KindInfo, Obj, key_of
 from .store import Change, Store
-from .workqueue import WorkQueue
+from .workqueue import Priority, WorkQueue
 
 if TYPE_CHECKING:
     from .manager import Manager
@@ -83,9 +83,9 @@ class Controller:
         self.resync_period = resync_period
         self._queue: WorkQueue[Key] | None = None
 
-    def enqueue(self, key: Key) -> None:
+    def enqueue(self, key: Key, priority: Priority = Priority.NORMAL) -> None:
         if self._queue is not None:
-            self._queue.add(key)
+            self._queue.add(key, priority=priority)
 
     async def run(self) -> None:
         """Reconcile until cancelled; then stop the workers (in-flight reconciles are cancelled)."""
@@ -115,7 +115,7 @@ class Controller:
     def _queue_all(self, queue: WorkQueue[Key]) -> None:
         """Every cached primary key; the settled ones behind the rest."""
         for obj in self.primary.list():
-            queue.add(key_of(obj), low_priority=settled(obj))
+            queue.add(key_of(obj), priority=Priority.LOW if settled(obj) else Priority.NORMAL)
 
     async def _worker(self, queue: WorkQueue[Key]) -> None:
         while (key := await queue.get()) is not None:
@@ -153,16 +153,6 @@ class Controller:
         finally:
             metrics.RECONCILE_TIME.labels(self.name).observe(time.monotonic() - started)
         metrics.RECONCILE_TOTAL.labels(self.name, outcome).inc()
-
-
-def _enqueue_mapped(
-    controller: Controller, map_keys: Callable[[Change], list[Key]]
-) -> Callable[[Change], None]:
-    def handler(change: Change) -> None:
-        for key in map_keys(change):
-            controller.enqueue(key)
-
-    return handler
 
 
 class ControllerBuilder:
@@ -240,9 +230,9 @@ class ControllerBuilder:
             for key in object_keys(change):
                 controller.enqueue(key)
 
-        def on_child(change: Change) -> None:
+        def on_child(change: Change) -> None:  # work under way: it goes first
             for key in owner_keys(change, primary.group, primary.kind, primary.namespaced):
-                controller.enqueue(key)
+                controller.enqueue(key, Priority.HIGH)
 
         mgr.add_handler(self._for, on_primary)
         for child, fields in self._owns:
@@ -254,7 +244,7 @@ class ControllerBuilder:
                 change: Change, map_keys: Callable[[Change], list[Key]] = map_keys
             ) -> None:
                 for key in map_keys(change):
-                    controller.enqueue(key)
+                    controller.enqueue(key, Priority.HIGH)
 
             mgr.watch(kind, label_selector=mgr.owned_label_selector, fields=kept)
             mgr.add_handler(kind, on_watched)

@@ -7,9 +7,12 @@
   (10 qps, burst 100), taking the larger of the two delays — client-go's default controller
   rate limiter;
 - `shutdown` wakes every waiting worker, which then gets None and exits;
-- keys added with `low_priority` wait behind all others (as in controller-runtime's priority
-  queue): a restart or resync queues every object, and the few that need work go first; adding
-  a waiting low-priority key normally moves it ahead.
+- keys have a priority (as in controller-runtime's priority queue): `HIGH` keys go before
+  `NORMAL` ones, which go before `LOW` ones, first in first out within each; adding a waiting
+  key with a higher priority moves it up. A controller queues changes of the objects it made as
+  `HIGH` (work it has started finishes first), everything at a start or resync as `LOW` when it
+  looks settled. So that a stream of `HIGH` keys cannot starve the rest, every
+  `HIGH_RUN + 1`-th key comes from a lower lane while one waits.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import asyncio
 import time
 from collections import deque
 from collections.abc import Callable, Hashable
+from enum import IntEnum
 from typing import Generic, TypeVar
 
 from . import metrics
@@ -66,15 +70,26 @@ class RateLimiter(Generic[K]):
         return 0.0 if self._tokens >= 0 else -self._tokens / self._qps
 
 
+class Priority(IntEnum):
+    LOW = 0
+    NORMAL = 1
+    HIGH = 2
+
+
+HIGH_RUN = 8
+"""`HIGH` keys handed out in a row before a waiting lower-priority key gets its turn."""
+
+
 class WorkQueue(Generic[K]):
     """Deduplicating, delaying, rate-limited queue of keys shared by N workers."""
 
     def __init__(self, name: str, rate_limiter: RateLimiter[K] | None = None) -> None:
         self.name = name
         self._limiter: RateLimiter[K] = rate_limiter or RateLimiter()
-        self._queue: deque[K] = deque()
-        self._low: deque[K] = deque()  # may hold stale entries: `_low_keys` says which count
-        self._low_keys: set[K] = set()  # dirty keys whose place is in `_low`
+        # One FIFO per priority; entries may be stale (`_priority` says where a key belongs).
+        self._lanes: dict[Priority, deque[K]] = {p: deque() for p in Priority}
+        self._priority: dict[K, Priority] = {}  # of every dirty (queued or re-queued) key
+        self._high_run = 0
         self._dirty: set[K] = set()
         self._processing: set[K] = set()
         self._delayed: dict[K, tuple[float, asyncio.TimerHandle]] = {}
@@ -86,28 +101,27 @@ class WorkQueue(Generic[K]):
         self._depth.set(0)
 
     def __len__(self) -> int:
-        low_in_progress = sum(1 for key in self._processing if key in self._low_keys)
-        return len(self._queue) + len(self._low_keys) - low_in_progress
+        """Keys waiting for a worker (not counting those to be re-queued on `done`)."""
+        return len(self._dirty) - sum(1 for key in self._processing if key in self._dirty)
 
     @property
     def shutting_down(self) -> bool:
         return self._shutting_down
 
-    def add(self, key: K, *, low_priority: bool = False) -> None:
-        """Queue `key` unless it is already waiting; a key in progress is re-queued on `done`.
-        A waiting low-priority key added without `low_priority` moves to the normal lane."""
+    def add(self, key: K, *, priority: Priority = Priority.NORMAL) -> None:
+        """Queue `key` unless it is already waiting (then a higher `priority` moves it up); a
+        key in progress is re-queued on `done`, with the highest priority it was added with."""
         if self._shutting_down:
             return
         if key in self._dirty:
-            if not low_priority and key in self._low_keys:
-                self._low_keys.discard(key)
+            if priority > self._priority[key]:
+                self._priority[key] = priority
                 if key not in self._processing:
                     self._push(key)
             return
         metrics.QUEUE_ADDS.labels(self.name).inc()
         self._dirty.add(key)
-        if low_priority:
-            self._low_keys.add(key)
+        self._priority[key] = priority
         self._queued_at.setdefault(key, time.monotonic())
         if key in self._processing:
             return
@@ -160,10 +174,10 @@ class WorkQueue(Generic[K]):
                     self._waiters.remove(waiter)
         if self._shutting_down:
             return None
-        self._depth.set(len(self))
         self._processing.add(key)
         self._dirty.discard(key)
-        self._low_keys.discard(key)
+        del self._priority[key]
+        self._depth.set(len(self))
         now = time.monotonic()
         queued_at = self._queued_at.pop(key, None)
         if queued_at is not None:
@@ -196,17 +210,28 @@ class WorkQueue(Generic[K]):
         self.add(key)
 
     def _push(self, key: K) -> None:
-        (self._low if key in self._low_keys else self._queue).append(key)
+        self._lanes[self._priority[key]].append(key)
         self._depth.set(len(self))
         self._wake_one()
 
     def _pop(self) -> K | None:
-        """The next key to hand out: the normal lane first; None when both are empty."""
-        if self._queue:
-            return self._queue.popleft()
-        while self._low:
-            key = self._low.popleft()
-            if key in self._low_keys and key not in self._processing:
+        """The next key to hand out: the highest priority first (but after `HIGH_RUN` high
+        keys in a row, a lower one if any waits); None when no key waits."""
+        order = sorted(Priority, reverse=True)
+        if self._high_run >= HIGH_RUN:
+            order.append(order.pop(0))  # the high lane goes last, once
+        for priority in order:
+            key = self._pop_lane(priority)
+            if key is not None:
+                self._high_run = self._high_run + 1 if priority is Priority.HIGH else 0
+                return key
+        return None
+
+    def _pop_lane(self, priority: Priority) -> K | None:
+        lane = self._lanes[priority]
+        while lane:
+            key = lane.popleft()
+            if self._priority.get(key) is priority and key not in self._processing:
                 return key
         return None
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from prometheus_client import REGISTRY
 
-from experiment_operator.runtime.workqueue import RateLimiter, WorkQueue
+from experiment_operator.runtime.workqueue import HIGH_RUN, Priority, RateLimiter, WorkQueue
 
 Key = tuple[str, str]
 
@@ -174,10 +175,10 @@ async def test_low_priority_keys_wait_behind_the_rest_until_added_normally() -> 
     q: WorkQueue[Key] = WorkQueue("t-priority")
     settled = [("ns", f"s{i}") for i in range(3)]
     for key in settled:
-        q.add(key, low_priority=True)
+        q.add(key, priority=Priority.LOW)
     q.add(("ns", "new"))
     q.add(("ns", "s2"))  # an event for a settled object: it moves ahead
-    q.add(("ns", "s0"), low_priority=True)  # already waiting: no change
+    q.add(("ns", "s0"), priority=Priority.LOW)  # already waiting: no change
     assert len(q) == 4
     order = [await q.get() for _ in range(4)]
     assert order == [("ns", "new"), ("ns", "s2"), ("ns", "s0"), ("ns", "s1")]
@@ -187,10 +188,10 @@ async def test_low_priority_keys_wait_behind_the_rest_until_added_normally() -> 
 async def test_a_promoted_key_is_handed_out_once() -> None:
     q: WorkQueue[Key] = WorkQueue("t-promoted-once")
     key = ("ns", "a")
-    q.add(key, low_priority=True)
+    q.add(key, priority=Priority.LOW)
     q.add(key)  # promoted: its place in the low lane is stale
     assert await q.get() == key
-    q.add(key, low_priority=True)  # added again while in progress
+    q.add(key, priority=Priority.LOW)  # added again while in progress
     assert len(q) == 0
     waiting = asyncio.create_task(q.get())
     await asyncio.sleep(0.01)
@@ -199,3 +200,38 @@ async def test_a_promoted_key_is_handed_out_once() -> None:
     assert await asyncio.wait_for(waiting, 5) == key
     q.done(key)
     assert len(q) == 0
+
+
+async def test_high_priority_keys_go_first_and_a_key_only_moves_up() -> None:
+    q: WorkQueue[str] = WorkQueue("t-high")
+    q.add("settled", priority=Priority.LOW)
+    q.add("new")
+    q.add("child-changed", priority=Priority.HIGH)
+    q.add("new-then-changed")
+    q.add("new-then-changed", priority=Priority.HIGH)  # moves up
+    q.add("child-changed", priority=Priority.LOW)  # never down
+    assert len(q) == 4
+    order = [await q.get() for _ in range(4)]
+    assert order == ["child-changed", "new-then-changed", "new", "settled"]
+    assert REGISTRY.get_sample_value("workqueue_depth", {"name": "t-high"}) == 0
+
+
+async def test_a_key_added_with_high_priority_while_in_progress_comes_back_high() -> None:
+    q: WorkQueue[str] = WorkQueue("t-high-in-progress")
+    q.add("a")
+    assert await q.get() == "a"
+    q.add("b")
+    q.add("a")
+    q.add("a", priority=Priority.HIGH)  # e.g. its child changed during the reconcile
+    q.done("a")
+    assert [await q.get() for _ in range(2)] == ["a", "b"]
+
+
+async def test_a_stream_of_high_keys_lets_a_waiting_lower_key_through() -> None:
+    q: WorkQueue[str] = WorkQueue("t-high-run")
+    q.add("new")
+    for i in range(2 * HIGH_RUN):
+        q.add(f"high-{i}", priority=Priority.HIGH)
+    order = [await q.get() for _ in range(2 * HIGH_RUN + 1)]
+    assert order.index("new") == HIGH_RUN
+    assert [k for k in order if k != "new"] == [f"high-{i}" for i in range(2 * HIGH_RUN)]
