@@ -214,7 +214,7 @@ class TrackingServerReconciler:
         current = p.obj.get("status") or {}
         rolling = rolling and status.only_rollout_progress(current, new_status)
         window = CHANGE_QUIET_SECONDS if current else NEW_QUIET_SECONDS
-        quiet = self.rollouts.quiet_for(p.key, rolling, window)
+        quiet = self.rollouts.quiet_for(p.key, rolling, window, reported=bool(current))
         if quiet is not None:
             p.requeue_after.append(quiet)  # the status waits for the rollout's outcome
         else:

@@ -10,7 +10,9 @@ soon reported), a changed one stays Ready for the generation that still serves
 the Deployment controller itself gives up on it (`CHANGE_QUIET_SECONDS`, its default progress
 deadline: a thousand rollouts at once took it 210 s on the lab machine). Any other reason (a
 failing Pod, an unschedulable one, a foreign object...) is written at once. In-memory only:
-after a restart every status is written as computed.
+after a restart, a TrackingServer without any status yet starts its quiet time when first seen
+(so a crash during a burst does not add a `Progressing` write per new CR); every other status
+is written as computed.
 """
 
 from __future__ import annotations
@@ -41,13 +43,18 @@ class QuietRollouts:
     def forget(self, key: Hashable) -> None:
         self._started.pop(key, None)
 
-    def quiet_for(self, key: Hashable, progressing: bool, window: float) -> float | None:
+    def quiet_for(
+        self, key: Hashable, progressing: bool, window: float, *, reported: bool = True
+    ) -> float | None:
         """Seconds to wait before writing a status that only says "progressing" (at most
         `window` after the rollout started); None: write now. A status that says anything else
-        ends the rollout's quiet time."""
+        ends the rollout's quiet time. Not `reported` yet (no status at all): the rollout
+        counts as started now if we had not seen it start, e.g. before a restart."""
         if not progressing:
             self.forget(key)
             return None
+        if not reported:
+            self.started(key)
         started = self._started.get(key)
         if started is None:
             return None

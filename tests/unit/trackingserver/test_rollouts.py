@@ -26,3 +26,14 @@ def test_any_other_outcome_is_written_at_once_and_ends_the_rollout() -> None:
     rollouts.started("b")
     rollouts.forget("b")
     assert rollouts.quiet_for("b", progressing=True, window=60) is None
+
+
+def test_an_object_never_reported_is_quiet_from_when_it_is_first_seen() -> None:
+    """After a restart, a new TrackingServer whose first pass was cut short has no status and
+    no recorded start: its quiet time begins now instead of a `Progressing` write."""
+    now = [100.0]
+    rollouts = QuietRollouts(clock=lambda: now[0])
+    assert rollouts.quiet_for("new", progressing=True, window=15, reported=False) == 15.0
+    now[0] += 15
+    assert rollouts.quiet_for("new", progressing=True, window=15, reported=False) is None
+    assert rollouts.quiet_for("old", progressing=True, window=600) is None, "reported: write"
