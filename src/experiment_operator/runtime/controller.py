@@ -230,9 +230,12 @@ class ControllerBuilder:
             for key in object_keys(change):
                 controller.enqueue(key)
 
-        def on_child(change: Change) -> None:  # work under way: it goes first
+        def on_child(change: Change) -> None:
+            # A child that changed (e.g. a Deployment now available): work under way, it goes
+            # first. One that appeared is mostly the echo of our own create: no hurry.
+            priority = Priority.NORMAL if change.type == "ADDED" else Priority.HIGH
             for key in owner_keys(change, primary.group, primary.kind, primary.namespaced):
-                controller.enqueue(key, Priority.HIGH)
+                controller.enqueue(key, priority)
 
         mgr.add_handler(self._for, on_primary)
         for child, fields in self._owns:
@@ -244,7 +247,7 @@ class ControllerBuilder:
                 change: Change, map_keys: Callable[[Change], list[Key]] = map_keys
             ) -> None:
                 for key in map_keys(change):
-                    controller.enqueue(key, Priority.HIGH)
+                    controller.enqueue(key)
 
             mgr.watch(kind, label_selector=mgr.owned_label_selector, fields=kept)
             mgr.add_handler(kind, on_watched)

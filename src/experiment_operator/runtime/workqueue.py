@@ -10,7 +10,7 @@
 - keys have a priority (as in controller-runtime's priority queue): `HIGH` keys go before
   `NORMAL` ones, which go before `LOW` ones, first in first out within each; adding a waiting
   key with a higher priority moves it up. A controller queues changes of the objects it made as
-  `HIGH` (work it has started finishes first), everything at a start or resync as `LOW` when it
+  `HIGH` (work under way finishes first), everything at a start or resync as `LOW` when it
   looks settled. So that a stream of `HIGH` keys cannot starve the rest, every
   `HIGH_RUN + 1`-th key comes from a lower lane while one waits.
 """
