@@ -1,10 +1,12 @@
 """Kubernetes Events on the objects we reconcile, aggregated like client-go's EventCorrelator.
 
-Events are core/v1 so `kubectl describe` shows them. Identical events (same object, type,
-reason and message) patch one Event's count and lastTimestamp instead of creating a new object
-per occurrence. Event messages are readable by anyone who may list Events in the namespace:
-they must never carry secret values; pass untrusted text (API error messages quoting objects)
-through `redact` first.
+Events are core/v1 so `kubectl describe` shows them. `post` records one in the background, as
+client-go's recorder does: an Event reports the work, it is not part of it, and a reconcile
+that waited for one would hold its worker for another round trip. Identical events (same
+object, type, reason and message) patch one Event's count and lastTimestamp instead of creating
+a new object per occurrence. Event messages are readable by anyone who may list Events in the
+namespace: they must never carry secret values; pass untrusted text (API error messages
+quoting objects) through `redact` first.
 """
 
 from __future__ import annotations
@@ -138,6 +140,11 @@ class EventCache:
         self._entries.pop(key, None)
 
 
+def _check_type(type_: str) -> None:
+    if type_ not in (NORMAL, WARNING):
+        raise ValueError(f"event type must be {NORMAL} or {WARNING}, not {type_!r}")
+
+
 def _now() -> datetime:
     # core/v1 Event timestamps are meta/v1 Time: whole seconds.
     return datetime.now(UTC).replace(microsecond=0)
@@ -150,10 +157,16 @@ def _event_name(object_name: str) -> str:
 
 
 class EventRecorder:
-    """Writes Events as one component (e.g. `trackingserver-controller`); API errors are logged."""
+    """Writes Events as one component (e.g. `trackingserver-controller`); API errors are logged.
+    At most `max_pending` background writes at once (client-go's queue holds 1000); beyond
+    that an Event is dropped and logged."""
 
     def __init__(
-        self, client: lightkube.AsyncClient, component: str, cache_size: int = 4096
+        self,
+        client: lightkube.AsyncClient,
+        component: str,
+        cache_size: int = 4096,
+        max_pending: int = 1000,
     ) -> None:
         self._client = client
         self._component = component
@@ -162,15 +175,43 @@ class EventRecorder:
         self._locks: weakref.WeakValueDictionary[EventKey, asyncio.Lock] = (
             weakref.WeakValueDictionary()
         )
+        self._max_pending = max_pending
+        self._pending: set[asyncio.Task[None]] = set()
+
+    def post(self, obj: Any, type_: str, reason: str, message: str) -> None:
+        """Record an Event on `obj` in the background (see `event`); returns at once."""
+        _check_type(type_)
+        ref = object_reference(obj)  # now: the caller's object may be replaced meanwhile
+        if len(self._pending) >= self._max_pending:
+            log.warning(
+                "event dropped: too many writes pending",
+                extra={"key": f"{ref.namespace}/{ref.name}", "reason": reason},
+            )
+            return
+        task = asyncio.create_task(self._record(ref, type_, reason, message))
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+
+    async def shutdown(self, grace: float) -> None:
+        """Give the background writes up to `grace` seconds, then cancel the rest."""
+        if not self._pending:
+            return
+        pending = set(self._pending)
+        late = (await asyncio.wait(pending, timeout=grace))[1] if grace > 0 else pending
+        for task in late:
+            task.cancel()
+        await asyncio.gather(*late, return_exceptions=True)
 
     async def event(self, obj: Any, type_: str, reason: str, message: str) -> None:
-        """Record an Event on `obj`; repeats of the same one increase its count.
+        """Record an Event on `obj` and wait for the write; repeats of the same one increase
+        its count.
 
         `message` must not contain secret values (see `redact`).
         """
-        if type_ not in (NORMAL, WARNING):
-            raise ValueError(f"event type must be {NORMAL} or {WARNING}, not {type_!r}")
-        ref = object_reference(obj)
+        _check_type(type_)
+        await self._record(object_reference(obj), type_, reason, message)
+
+    async def _record(self, ref: ObjectReference, type_: str, reason: str, message: str) -> None:
         message = message[:MAX_MESSAGE_LENGTH]
         key = EventKey.of(self._component, ref, type_, reason, message)
         lock = self._locks.get(key)

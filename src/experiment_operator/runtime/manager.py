@@ -21,12 +21,16 @@ from lightkube.core import resource as lkr
 from . import kubeapi, metrics, throttle
 from .cache import cache_transform
 from .controller import Controller
+from .events import EventRecorder
 from .informer import Handler, Informer
 from .kubeapi import KindInfo
 from .leaderelection import LeaderElector
 from .store import Store
 
 log = logging.getLogger(__name__)
+
+EVENT_GRACE = 2.0
+"""Seconds a stopping manager gives the Events still being written."""
 
 
 class KindNotServedError(RuntimeError):
@@ -92,6 +96,7 @@ class Manager:
         self._handle_signals = handle_signals
         self._caches: dict[KindInfo, _Cache] = {}
         self._controllers: list[Controller] = []
+        self._recorders: list[EventRecorder] = []
         self._informers: list[Informer] = []
         self._informer_tasks: list[asyncio.Task[None]] = []
         self._synced = asyncio.Event()
@@ -127,6 +132,14 @@ class Manager:
 
     def add_handler(self, kind: type[lkr.Resource], handler: Handler) -> None:
         self._cache(kind).handlers.append(handler)
+
+    def event_recorder(self, component: str) -> EventRecorder:
+        """An Event recorder for `component` whose background writes get `EVENT_GRACE`
+        seconds when the manager stops (controller-runtime's `GetEventRecorderFor`); none after
+        a lost lease."""
+        recorder = EventRecorder(self.client, component)
+        self._recorders.append(recorder)
+        return recorder
 
     def add_controller(self, controller: Controller) -> None:
         self._controllers.append(controller)
@@ -187,6 +200,8 @@ class Manager:
             for task in (main, stopping):
                 task.cancel()
             await asyncio.gather(main, stopping, return_exceptions=True)
+            grace = EVENT_GRACE if self._stop.is_set() else 0.0
+            await asyncio.gather(*(r.shutdown(grace) for r in self._recorders))
             for task in self._informer_tasks:
                 task.cancel()
             await asyncio.gather(*self._informer_tasks, return_exceptions=True)

@@ -12,7 +12,6 @@ from lightkube import AsyncClient
 from lightkube.resources.apps_v1 import Deployment
 
 from experiment_operator.runtime.controller import Controller, ControllerBuilder
-from experiment_operator.runtime.events import EventRecorder
 from experiment_operator.runtime.kubeapi import Key
 from experiment_operator.runtime.manager import Manager
 from experiment_operator.runtime.store import Change
@@ -91,7 +90,7 @@ def setup(
     reconciler = TrackingServerReconciler(
         manager,
         options,
-        EventRecorder(manager.client, EVENT_COMPONENT),
+        manager.event_recorder(EVENT_COMPONENT),
         recheck_interval=recheck_interval,
     )
     return (

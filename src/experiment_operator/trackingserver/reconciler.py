@@ -126,13 +126,13 @@ class TrackingServerReconciler:
             where = "; ".join(
                 f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in err.errors()
             )
-            await self.recorder.event(obj, WARNING, INVALID_SPEC, f"invalid spec: {where}")
+            self.recorder.post(obj, WARNING, INVALID_SPEC, f"invalid spec: {where}")
             return Result()
         try:
             return await self._reconcile(Pass(obj, ts))
         except Exception as err:
             message = redact(str(err) or type(err).__name__, secret_values(ts))
-            await self.recorder.event(obj, WARNING, FAILED_SYNC, f"Failed to sync: {message}")
+            self.recorder.post(obj, WARNING, FAILED_SYNC, f"Failed to sync: {message}")
             raise SyncError(message) from None
 
     # --- the pass ---
@@ -175,10 +175,8 @@ class TrackingServerReconciler:
         if not p.wrote:
             return await self._finish(p, tls_value)
         logger.info("children synced")
-        result, _ = await asyncio.gather(  # two independent writes: one round trip
-            self._finish(p, tls_value), self.recorder.event(p.obj, NORMAL, SYNCED, SYNCED_MESSAGE)
-        )
-        return result
+        self.recorder.post(p.obj, NORMAL, SYNCED, SYNCED_MESSAGE)
+        return await self._finish(p, tls_value)
 
     def _pods(self, p: Pass) -> list[Obj]:
         """The TrackingServer's Pods from the label-selected Pod cache."""
@@ -222,7 +220,7 @@ class TrackingServerReconciler:
                 self.client, TrackingServerResource, p.obj, new_status, self.written
             )
         for warning in warnings:
-            await self.recorder.event(p.obj, WARNING, warning.reason, warning.message)
+            self.recorder.post(p.obj, WARNING, warning.reason, warning.message)
         return Result(requeue_after=min(p.requeue_after, default=None))
 
     # --- spec checks ---

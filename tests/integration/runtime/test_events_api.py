@@ -132,3 +132,22 @@ async def test_requests_are_counted_by_verb_and_code(
         ("watch", "200"): 1,
         ("delete", "200"): 1,
     }
+
+
+async def test_posted_events_are_written_in_the_background_and_flushed_on_shutdown(
+    kube: AsyncClient, namespace: str
+) -> None:
+    """`post` returns at once (a reconcile does not wait for its Events); `shutdown` lets
+    the writes finish."""
+    subject = await _subject(kube, namespace)
+    assert subject.metadata is not None
+    assert subject.metadata.uid is not None
+    recorder = EventRecorder(kube, "test-controller")
+    recorder.post(subject, "Normal", "Synced", "posted")
+    recorder.post(subject, "Warning", "FailedSync", "posted too")
+    await recorder.shutdown(grace=30)
+    events = await _events_for(kube, namespace, subject.metadata.uid)
+    assert sorted((e.reason, e.message) for e in events) == [
+        ("FailedSync", "posted too"),
+        ("Synced", "posted"),
+    ]

@@ -1,10 +1,15 @@
-"""Pure parts of the event recorder: redaction, references, aggregation bookkeeping."""
+"""Pure parts of the event recorder: redaction, references, aggregation bookkeeping, and the
+background writes' bounds (with a client that never answers)."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import logging
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
+import pytest
 from lightkube.generic_resource import create_namespaced_resource
 from lightkube.models.core_v1 import ObjectReference
 from lightkube.models.meta_v1 import ObjectMeta
@@ -14,6 +19,7 @@ from experiment_operator.runtime.events import (
     REDACTED,
     EventCache,
     EventKey,
+    EventRecorder,
     object_reference,
     redact,
 )
@@ -113,3 +119,35 @@ def test_forget_starts_a_new_series() -> None:
     cache.observe(_key(), T0)
     cache.forget(_key())
     assert cache.observe(_key(), T0).count == 1
+
+
+class Unanswered:
+    """A client whose writes never return (an API server that hangs)."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    async def create(self, obj: Any) -> Any:
+        self.calls += 1
+        await asyncio.Event().wait()
+
+
+async def test_posted_events_beyond_the_bound_are_dropped_and_shutdown_cancels(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    client = Unanswered()
+    recorder = EventRecorder(client, "test", max_pending=2)  # type: ignore[arg-type]
+    subject = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a", "uid": "u"}}
+    with caplog.at_level(logging.WARNING):
+        for i in range(3):
+            recorder.post(subject, "Normal", "Synced", f"message {i}")
+    await asyncio.sleep(0)
+    assert client.calls == 2
+    assert "event dropped" in caplog.text
+    await asyncio.wait_for(recorder.shutdown(grace=0.05), timeout=5)
+    recorder.post(subject, "Normal", "Synced", "room again")  # the cancelled ones left
+    await asyncio.sleep(0)
+    assert client.calls == 3
+    await recorder.shutdown(grace=0)
+    with pytest.raises(ValueError, match="event type"):
+        recorder.post(subject, "Info", "Synced", "not a type")

@@ -24,7 +24,7 @@ class Recorder(EventRecorder):
     def __init__(self) -> None:
         self.events: list[tuple[str, str, str]] = []
 
-    async def event(self, obj: Any, type_: str, reason: str, message: str) -> None:
+    def post(self, obj: Any, type_: str, reason: str, message: str) -> None:
         self.events.append((type_, reason, message))
 
 
