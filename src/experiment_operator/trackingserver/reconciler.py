@@ -30,6 +30,7 @@ from experiment_operator.runtime.apply import (
 )
 from experiment_operator.runtime.controller import Request, Result
 from experiment_operator.runtime.events import NORMAL, WARNING, EventRecorder, redact
+from experiment_operator.runtime.expectations import Expectations
 from experiment_operator.runtime.kubeapi import KindInfo, Obj
 from experiment_operator.runtime.logging import bind
 from experiment_operator.runtime.manager import Manager
@@ -109,6 +110,7 @@ class TrackingServerReconciler:
         self.clock = clock
         self.recheck_interval = recheck_interval
         self.rollouts = QuietRollouts()
+        self.created: Expectations[tuple[str, str], tuple[type[lkr.Resource], str]] = Expectations()
         self.written = WrittenStatus()
         self.routing = RoutingChooser(manager, options, interval=recheck_interval)
         self.checks = SpecChecks(manager, clock=clock, recheck_interval=recheck_interval)
@@ -117,6 +119,7 @@ class TrackingServerReconciler:
         obj = self.manager.cache(TrackingServerResource).get(request.namespace, request.name)
         if obj is None:
             self.rollouts.forget((request.namespace, request.name))
+            self.created.forget((request.namespace, request.name))
             self.written.forget(request.namespace, request.name)
             return Result()  # deleted: the garbage collector removes the children
         try:
@@ -141,6 +144,8 @@ class TrackingServerReconciler:
         if p.ts.metadata.deletion_timestamp:
             await self._finalize(p)
             return Result()
+        if self.created.unmet(p.key, lambda child: self._cached(p, *child)):
+            return Result(requeue_after=1.0)  # the awaited events queue it sooner
         logger = bind(log, key=f"{p.namespace}/{p.name}")
         tls_value, tls_present, keep_tls_secret = await self.checks.tls(p)
         await self.checks.credentials(p)
@@ -239,6 +244,10 @@ class TrackingServerReconciler:
         except KeyError:
             return None
 
+    def _cached(self, p: Pass, res: type[lkr.Resource], name: str) -> bool:
+        store = self._store(res)
+        return store is None or store.get(p.namespace, name) is not None
+
     def _is_tls_secret(self, child: Obj, p: Pass) -> bool:
         return bool(child["kind"] == "Secret" and child["metadata"]["name"] == p.name)
 
@@ -321,6 +330,8 @@ class TrackingServerReconciler:
             p.volume = forbidden
             p.problems.append(forbidden)
             return live
+        if live is None and res is not None:
+            self.created.expect(p.key, (res, name))
         if version(live) != version(applied):
             p.wrote = True
             log.info("applied", extra={"key": f"{p.namespace}/{name}", "kind": kind})
