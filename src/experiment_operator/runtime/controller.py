@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Protocol, Self
 from lightkube.core import resource as lkr
 
 from . import metrics
-from .handlers import object_keys, owner_keys
+from .handlers import child_priority, object_keys, owner_keys
 from .kubeapi import Key, KindInfo, Obj, key_of
 from .store import Change, Store
 from .workqueue import Priority, WorkQueue
@@ -231,9 +231,7 @@ class ControllerBuilder:
                 controller.enqueue(key)
 
         def on_child(change: Change) -> None:
-            # A child that changed (e.g. a Deployment now available): work under way, it goes
-            # first. One that appeared is mostly the echo of our own create: no hurry.
-            priority = Priority.NORMAL if change.type == "ADDED" else Priority.HIGH
+            priority = child_priority(change)
             for key in owner_keys(change, primary.group, primary.kind, primary.namespaced):
                 controller.enqueue(key, priority)
 

@@ -7,6 +7,7 @@ from typing import Any
 
 from .kubeapi import Key, key_of
 from .store import Change, controller_owner
+from .workqueue import Priority
 
 
 def object_keys(change: Change) -> list[Key]:
@@ -38,3 +39,9 @@ def owner_keys(change: Change, group: str, kind: str, owner_namespaced: bool = T
         if key is not None and key not in keys:
             keys.append(key)
     return keys
+
+
+def child_priority(change: Change) -> Priority:
+    """`Owns`: a child that changed (e.g. a Deployment now available) is work under way and goes
+    first; one that appeared is mostly the echo of our own create, with no hurry."""
+    return Priority.NORMAL if change.type == "ADDED" else Priority.HIGH

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from experiment_operator.runtime.handlers import object_keys, owner_keys
+from experiment_operator.runtime.handlers import child_priority, object_keys, owner_keys
 from experiment_operator.runtime.store import Change
+from experiment_operator.runtime.workqueue import Priority
 
 
 def child(*refs: dict[str, Any], ns: str = "ns") -> dict[str, Any]:
@@ -61,3 +62,10 @@ def test_cluster_scoped_owner_gets_empty_namespace() -> None:
     assert owner_keys(Change("ADDED", child(ref())), GROUP, KIND, owner_namespaced=False) == [
         ("", "ts")
     ]
+
+
+def test_a_changed_child_goes_first_and_a_new_one_does_not() -> None:
+    child = {"metadata": {"name": "ts", "namespace": "ns"}}
+    assert child_priority(Change("ADDED", child)) is Priority.NORMAL  # echo of our create
+    assert child_priority(Change("MODIFIED", child, old=child)) is Priority.HIGH
+    assert child_priority(Change("DELETED", child)) is Priority.HIGH
