@@ -13,6 +13,7 @@ from typing import Any
 
 from lightkube import AsyncClient
 from lightkube.core.exceptions import ApiError
+from lightkube.resources.core_v1 import PersistentVolumeClaim
 
 from experiment_operator.api.trackingserver import TrackingServer
 from experiment_operator.runtime import kubeapi
@@ -22,10 +23,12 @@ from experiment_operator.runtime.apply import (
     is_controlled_by,
 )
 from experiment_operator.runtime.kubeapi import KindInfo, Obj
+from experiment_operator.trackingserver.passes import Pass
 
 LEGACY_FINALIZER = "finalizers.aiscope.io/trackingserver"
 """Added by the original controller, removed by it on deletion; it guarded nothing."""
 RETAIN_FINALIZER = "experiment.aiscope/retain-volume"
+PVC = KindInfo.of(PersistentVolumeClaim)
 RETAINED_ANNOTATION = "experiment.aiscope/retained-from"
 """On a released PVC: the TrackingServer it belonged to. A TrackingServer of that name adopts it
 again (the only objects we ever adopt: ours, released on purpose)."""
@@ -160,3 +163,29 @@ async def adopt_released_volume(client: AsyncClient, kind: KindInfo, pvc: Obj, o
         {"op": "remove", "path": "/metadata/annotations/" + RETAINED_ANNOTATION.replace("/", "~1")}
     )
     await _json_patch(client, kind, pvc, ops)
+
+
+async def update_finalizers(
+    client: AsyncClient, kind: KindInfo, p: Pass, children: list[Obj]
+) -> bool:
+    """Ours while a retained claim is among the children, the original controller's never;
+    True when the TrackingServer was patched."""
+    if retains(p.ts, children, foreign=p.volume_foreign):
+        add, remove = [RETAIN_FINALIZER], [LEGACY_FINALIZER]
+    else:
+        add, remove = [], [LEGACY_FINALIZER, RETAIN_FINALIZER]
+    return await patch_finalizers(client, kind, p.obj, add, remove)
+
+
+async def finalize(client: AsyncClient, kind: KindInfo, p: Pass) -> None:
+    """The TrackingServer is being deleted: release a retained volume, drop our finalizers
+    (and the original controller's), and let the garbage collector do the rest."""
+    remove = [LEGACY_FINALIZER]
+    if RETAIN_FINALIZER in p.ts.metadata.finalizers:
+        remove.append(RETAIN_FINALIZER)
+        if p.ts.spec.volume_retention_policy == "Retain":
+            # From the server: the cache may not have seen an adoption yet.
+            pvc = await kubeapi.get(client, PVC, p.namespace, p.name)
+            if pvc is not None and is_controlled_by(pvc, p.uid):
+                await release_volume(client, PVC, pvc, p.obj)
+    await patch_finalizers(client, kind, p.obj, [], remove)

@@ -72,7 +72,8 @@ cert-manager, a foreign object in the way) are not in our label-selected caches,
 appearance or removal fires no event: while such a condition lasts, look again at this
 interval. An unserved routing API is rechecked 10x slower."""
 
-PVC = KindInfo.of(PersistentVolumeClaim)
+PVC = lifecycle.PVC
+TS_KIND = KindInfo.of(TrackingServerResource)
 ROUTING_KINDS = frozenset({"IngressRoute", "Middleware", "Ingress", "HTTPRoute", "ListenerSet"})
 
 
@@ -142,7 +143,7 @@ class TrackingServerReconciler:
 
     async def _reconcile(self, p: Pass) -> Result:
         if p.ts.metadata.deletion_timestamp:
-            await self._finalize(p)
+            await lifecycle.finalize(self.client, TS_KIND, p)
             return Result()
         if self.created.unmet(p.key, lambda child: self._cached(p, *child)):
             return Result(requeue_after=1.0)  # the awaited events queue it sooner
@@ -176,7 +177,8 @@ class TrackingServerReconciler:
         )
         tls_value = gateway_findings(self.manager, p, options, children, tls_value, tls_present)
         await self._delete_unwanted(p, unwanted)
-        await self._update_finalizers(p, children)
+        if await lifecycle.update_finalizers(self.client, TS_KIND, p, children):
+            p.wrote = True
         if not p.wrote:
             return await self._finish(p, tls_value)
         logger.info("children synced")
@@ -379,35 +381,9 @@ class TrackingServerReconciler:
         retains = lifecycle.retains(p.ts, children, foreign=p.volume_foreign)
         if not retains or (live and lifecycle.is_foreign(live, p.obj)):
             return True
-        kind = KindInfo.of(TrackingServerResource)
-        held = await lifecycle.hold_finalizer(self.client, kind, p.obj, lifecycle.RETAIN_FINALIZER)
+        held = await lifecycle.hold_finalizer(
+            self.client, TS_KIND, p.obj, lifecycle.RETAIN_FINALIZER
+        )
         if held is not None and held is not p.obj:
             p.obj, p.wrote = held, True
         return held is not None
-
-    async def _update_finalizers(self, p: Pass, children: list[Obj]) -> None:
-        retain, legacy = lifecycle.RETAIN_FINALIZER, lifecycle.LEGACY_FINALIZER
-        if lifecycle.retains(p.ts, children, foreign=p.volume_foreign):
-            add, remove = [retain], [legacy]
-        else:
-            add, remove = [], [legacy, retain]
-        if await lifecycle.patch_finalizers(
-            self.client, KindInfo.of(TrackingServerResource), p.obj, add, remove
-        ):
-            p.wrote = True
-
-    async def _finalize(self, p: Pass) -> None:
-        """The TrackingServer is being deleted: release a retained volume, drop our finalizers
-        (and the original controller's), and let the garbage collector do the rest."""
-        finalizers = p.ts.metadata.finalizers
-        remove = [lifecycle.LEGACY_FINALIZER]
-        if lifecycle.RETAIN_FINALIZER in finalizers:
-            remove.append(lifecycle.RETAIN_FINALIZER)
-            if p.ts.spec.volume_retention_policy == "Retain":
-                # From the server: the cache may not have seen an adoption yet.
-                pvc = await kubeapi.get(self.client, PVC, p.namespace, p.name)
-                if pvc is not None and is_controlled_by(pvc, p.uid):
-                    await lifecycle.release_volume(self.client, PVC, pvc, p.obj)
-        await lifecycle.patch_finalizers(
-            self.client, KindInfo.of(TrackingServerResource), p.obj, [], remove
-        )
