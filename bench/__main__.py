@@ -28,7 +28,7 @@ from typing import Any
 
 from experiment_lab.binaries import REPO_ROOT, find_binaries
 
-from . import floor, report, scenarios, workload
+from . import cpu, floor, report, scenarios, workload
 from .harness import BENCH_DIR, Bench, bench_environment
 from .observe import Observer
 
@@ -196,10 +196,12 @@ def _brief(values: dict[str, Any]) -> str:
 
 def pair(floor_result: dict[str, Any], create: dict[str, Any]) -> dict[str, float]:
     floor_s, ready_s = floor_result["ready_seconds"], create["ready_seconds"]
+    floor_cpu, create_cpu = floor_result["cpu_seconds"], create["cpu_seconds"]
     return {
         "floor_seconds": floor_s,
         "ready_seconds": ready_s,
         "ratio": round(ready_s / floor_s, 2),
+        "cpu_ratio": round(cpu.busy_seconds(create_cpu) / cpu.busy_seconds(floor_cpu), 2),
     }
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ from experiment_operator.trackingserver.children import ChildOptions, build_chil
 from experiment_operator.trackingserver.labels import MANAGED_BY_SELECTOR
 
 from . import workload
+from .cpu import CpuWindow, control_plane_pids
 from .harness import AUDIT_POLICY, CRD_FILE
 from .observe import DEPLOYMENT, rolled_out
 
@@ -56,14 +58,17 @@ async def floor(workdir: Path, binaries: Path, keys: list[Key], within: float) -
         # A loaded machine answers slowly; the burst must not fail on lightkube's 10 s default.
         client = AsyncClient(config=config, field_manager="floor", timeout=httpx2.Timeout(60.0))
         try:
-            return await _run(client, keys, within)
+            pids = {**control_plane_pids(plane), "bench": os.getpid()}
+            return await _run(client, keys, within, pids)
         finally:
             await client.close()
     finally:
         await asyncio.to_thread(plane.stop)
 
 
-async def _run(client: AsyncClient, keys: list[Key], within: float) -> dict[str, Any]:
+async def _run(
+    client: AsyncClient, keys: list[Key], within: float, pids: dict[str, int]
+) -> dict[str, Any]:
     namespaces = sorted({ns for ns, _ in keys})
     await workload.create_namespaces(client, namespaces)
     available: dict[Key, float] = {}
@@ -81,7 +86,7 @@ async def _run(client: AsyncClient, keys: list[Key], within: float) -> dict[str,
     watching = asyncio.create_task(informer.run())
     await informer.has_synced.wait()
     objects = [child for key in keys for child in children_of(key)]
-    t0 = time.monotonic()
+    t0, cpu = time.monotonic(), CpuWindow(pids)
     try:
         await workload.bounded(_create(client, obj) for obj in objects)
         created = time.monotonic() - t0
@@ -93,6 +98,7 @@ async def _run(client: AsyncClient, keys: list[Key], within: float) -> dict[str,
             changed.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(changed.wait(), timeout=5.0)
+        cpu_seconds = cpu.close()
     finally:
         watching.cancel()
         await asyncio.gather(watching, return_exceptions=True)
@@ -102,4 +108,5 @@ async def _run(client: AsyncClient, keys: list[Key], within: float) -> dict[str,
         "requests_per_cr": round(len(objects) / len(keys), 2),
         "create_calls_seconds": round(created, 2),
         "ready_seconds": round(max(available.values()) - t0, 2),
+        "cpu_seconds": cpu_seconds,
     }

@@ -30,6 +30,8 @@ from experiment_lab.replicas import summed_metrics
 from experiment_lab.serviceaccount import OperatorAccount, operator_account
 from experiment_operator.runtime import kubeapi
 
+from .cpu import control_plane_pids, process_seconds
+
 log = logging.getLogger("bench")
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -46,12 +48,6 @@ def rss_mib(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     raise RuntimeError(f"no VmRSS for pid {pid}")
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time a process used so far (utime and stime of /proc/PID/stat)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 @dataclass
@@ -139,7 +135,7 @@ class OperatorProcess:
         return statistics.median(rss for t, rss in self.rss_samples if t >= since)
 
     def cpu_seconds(self) -> float:
-        return cpu_seconds(self.pid)
+        return process_seconds(self.pid)
 
     def peak_rss(self) -> float:
         return max((rss for _, rss in self.rss_samples), default=0.0)
@@ -203,6 +199,12 @@ class Bench:
         """The operator's requests received in a wall-clock window (after the log caught up)."""
         await asyncio.sleep(AUDIT_FLUSH)
         return self.audit.counts(since, until)
+
+    def pids(self) -> dict[str, int]:
+        """The processes a CPU window measures: the control plane's, the operator, this one."""
+        plane = self.cluster.control_plane
+        own = control_plane_pids(plane) if plane is not None else {}
+        return {**own, "operator": self.operator.pid, "bench": os.getpid()}
 
     async def kubernetes_version(self) -> str:
         http = self.admin._client._client

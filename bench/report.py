@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .cpu import busy_seconds
+
 Run = dict[str, Any]
 BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
 
@@ -71,6 +73,10 @@ def derive(run: Run) -> Run:
     if len(ratios) > 1:  # the machine's speed drifts: the median of several pairs
         derived["ready_ratio_to_floor"] = round(statistics.median(ratios), 2)
         derived["ready_ratios"] = ", ".join(f"{r:g}" for r in ratios)
+    cpu_ratios = [p["cpu_ratio"] for p in run.get("pairs") or [] if "cpu_ratio" in p]
+    if cpu_ratios:
+        derived["cpu_ratio_to_floor"] = round(statistics.median(cpu_ratios), 2)
+        derived["cpu_ratios"] = ", ".join(f"{r:g}" for r in cpu_ratios)
     points = {int(k): v for k, v in (_get(run, "memory_at.rss_mib_at") or {}).items()}
     if _get(run, "memory.rss_mib_n") is not None:
         points[int(run["n"])] = run["memory"]["rss_mib_n"]
@@ -88,6 +94,9 @@ METRICS = (
            "derived.ready_ratio_to_floor", "≤ 1.3", lambda v, _: v <= 1.3),
     Metric("ready_ratios", "create burst: all Ready / floor, each pair (floor, then operator)",
            "derived.ready_ratios"),
+    Metric("cpu_ratio_to_floor", "create burst: CPU seconds of all processes / floor's "
+           "(median of the pairs)", "derived.cpu_ratio_to_floor"),
+    Metric("cpu_ratios", "create burst: CPU / floor's CPU, each pair", "derived.cpu_ratios"),
     Metric("deployments_available_seconds", "create burst: seconds until all Deployments "
            "available", "create.deployments_available_seconds"),
     Metric("children_applied_seconds", "create burst: seconds until all children exist",
@@ -255,6 +264,37 @@ def requests_table(runs: dict[str, Run], scenario: str = "create") -> str:
     return "\n".join(lines)
 
 
+def cpu_table(runs: dict[str, Run]) -> str:
+    """CPU seconds per process: the floor and the create burst of the first pair, per N."""
+    columns = [
+        (f"{label}, N={n}", window)
+        for n in sorted(runs, key=int)
+        for label, path in (("floor", "floor.cpu_seconds"), ("create burst", "create.cpu_seconds"))
+        if (window := _get(runs[n], path))
+    ]
+    if not columns:
+        return "(not measured)"
+    extra = ("idle", "wall", "capacity")
+    names = sorted(
+        {k for _, w in columns for k in w if k not in extra},
+        key=lambda k: -max(w.get(k, 0) for _, w in columns),
+    )
+    lines = [
+        "| CPU seconds | " + " | ".join(label for label, _ in columns) + " |",
+        "|---|" + "---|" * len(columns),
+    ]
+
+    def row(label: str, values: list[Any]) -> str:
+        return f"| {label} | " + " | ".join(_fmt(v) for v in values) + " |"
+
+    windows = [window for _, window in columns]
+    lines += [row(name, [w.get(name, "-") for w in windows]) for name in names]
+    lines.append(row("all of the above", [busy_seconds(w) for w in windows]))
+    lines.append(row("idle (all cores)", [w["idle"] for w in windows]))
+    lines.append(row("wall seconds x cores", [w["capacity"] for w in windows]))
+    return "\n".join(lines)
+
+
 def machine_lines(runs: dict[str, Run]) -> str:
     lines = []
     for n in sorted(runs, key=int):
@@ -277,6 +317,8 @@ def render(runs: dict[str, Run]) -> str:
             requests_table(runs, "create"),
             "### Requests per CR for the image change",
             requests_table(runs, "spec_change"),
+            "### Where the CPU went (from the first create until all Ready / available)",
+            cpu_table(runs),
             "### Machine and date",
             machine_lines(runs),
         ]

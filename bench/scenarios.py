@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from . import workload
+from .cpu import CpuWindow
 from .harness import Bench
 from .observe import Observer
 
@@ -53,7 +54,7 @@ async def create_burst(
     """N CRs at once → seconds until all Ready; the operator's requests per CR."""
     n = len(keys)
     reconciles0, cpu0 = await bench.operator.reconciles(), bench.operator.cpu_seconds()
-    wall0, t0 = time.time(), time.monotonic()
+    wall0, t0, machine = time.time(), time.monotonic(), CpuWindow(bench.pids())
     await workload.create_trackingservers(bench.admin, keys)
     created = time.monotonic() - t0
     log.info("created %d TrackingServers in %.1fs; waiting for Ready", n, created)
@@ -62,6 +63,7 @@ async def create_burst(
         lambda: all(key in ready_at for key in keys), within=within, what="all Ready"
     )
     ready = max(ready_at[key] for key in keys) - t0
+    machine_cpu = machine.close()
     await obs.wait_until(
         lambda: all(key in obs.rolled_out_at for key in keys), within=within, what="available"
     )
@@ -86,6 +88,7 @@ async def create_burst(
         "reconcile_errors": int(errors),
         "reconciles_per_cr": round(reconciles / n, 2),
         "operator_cpu_seconds": round(cpu, 1),
+        "cpu_seconds": machine_cpu,
         "requests_per_cr": round((counts.writes + counts.reads) / n, 2),
         "writes_per_cr": round(counts.writes / n, 2),
         "reads_per_cr": round(counts.reads / n, 2),
