@@ -72,16 +72,6 @@ def busy_seconds(window: Mapping[str, float]) -> float:
     return round(sum(v for k, v in window.items() if k not in ("idle", "wall", "capacity")), 1)
 
 
-def summary(window: Mapping[str, float]) -> str:
-    """'kube-apiserver 89.7, operator 41.5, …; idle 0.8 of 151.3' (largest first)."""
-    used = sorted(
-        ((k, v) for k, v in window.items() if k not in ("idle", "wall", "capacity")),
-        key=lambda kv: -kv[1],
-    )
-    parts = ", ".join(f"{name} {seconds:g}" for name, seconds in used)
-    return f"{parts}; idle {window['idle']:g} of {window['capacity']:g}"
-
-
 def control_plane_pids(plane: ControlPlane) -> dict[str, int]:
     """Each running component of a lab control plane (etcd, kube-apiserver, …) by name."""
     return {

@@ -25,10 +25,10 @@ from experiment_operator.runtime.apply import (
 from experiment_operator.runtime.kubeapi import KindInfo, Obj
 from experiment_operator.trackingserver.passes import Pass
 
+PVC = KindInfo.of(PersistentVolumeClaim)
 LEGACY_FINALIZER = "finalizers.aiscope.io/trackingserver"
 """Added by the original controller, removed by it on deletion; it guarded nothing."""
 RETAIN_FINALIZER = "experiment.aiscope/retain-volume"
-PVC = KindInfo.of(PersistentVolumeClaim)
 RETAINED_ANNOTATION = "experiment.aiscope/retained-from"
 """On a released PVC: the TrackingServer it belonged to. A TrackingServer of that name adopts it
 again (the only objects we ever adopt: ours, released on purpose)."""
