@@ -18,7 +18,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import httpx2
 from lightkube import AsyncClient
+from lightkube.core.exceptions import ApiError
 
 from experiment_lab.attribution import Request, Write, read_requests, read_writes
 from experiment_lab.cluster import Cluster
@@ -90,12 +92,22 @@ class Lab:
         return names
 
     async def converge(self, namespaces: list[str], within: float) -> Report:
-        """Wait until every TrackingServer in `namespaces` converged; the last report."""
+        """Wait until every TrackingServer in `namespaces` converged; the last report.
+
+        A restarted API server answers reads with 429 (a watch cache still initialising) or
+        503, or not at all, for a while: those mean "not yet", not a failure."""
         last = Report()
 
         async def done() -> bool:
             nonlocal last
-            last = await converged(self.admin, namespaces, self.options)
+            try:
+                last = await converged(self.admin, namespaces, self.options)
+            except httpx2.TransportError:
+                return False
+            except ApiError as err:
+                if err.status.code in (429, 503):
+                    return False
+                raise
             return last.ok
 
         try:
