@@ -52,6 +52,8 @@ class ControlPlane:
     fake_nodes: int = 1
     """kwok's fake nodes; 0 leaves kwok out (the node tier's Pods run on a real kubelet)."""
     address: str = "127.0.0.1"
+    apiserver_flags: tuple[str, ...] = ()
+    """Added to kube-apiserver's command line (e.g. a feature gate a test turns off)."""
     components: dict[str, Component] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -189,6 +191,7 @@ class ControlPlane:
             "--allow-privileged=true",
             "--profiling=false",
             "--v=1",
+            *self.apiserver_flags,
         ]
         if self.audit_policy:
             argv += [

@@ -29,6 +29,8 @@ Key = tuple[str, str]
 
 APPLY_CONTENT_TYPE = "application/apply-patch+yaml"
 MERGE_PATCH_CONTENT_TYPE = "application/merge-patch+json"
+INITIAL_EVENTS_END = "k8s.io/initial-events-end"
+"""Annotation of the bookmark that ends a watch list's initial events."""
 REQUEST_TIMEOUT = httpx2.Timeout(65.0, connect=10.0)
 """Longer than the API server's own request timeout (60 s), as client-go leaves it: a slow write
 is answered by the server (504 when it gave up) instead of abandoned and sent again while the
@@ -196,16 +198,23 @@ async def watch(
     kind: KindInfo,
     namespace: str | None,
     label_selector: str | None,
-    resource_version: str,
+    resource_version: str | None,
     timeout_seconds: int,
 ) -> AsyncIterator[Obj]:
-    """Stream raw watch events (dicts with type/object) from resource_version, with bookmarks."""
+    """Stream raw watch events (dicts with type/object) from resource_version, with bookmarks.
+
+    Without a resource_version the stream starts with the current state, as a "watch list"
+    (sendInitialEvents): an ADDED event per object, then a bookmark annotated
+    `INITIAL_EVENTS_END`, then changes. Servers without the WatchList feature answer 422."""
     params = {
         "watch": "true",
         "allowWatchBookmarks": "true",
-        "resourceVersion": resource_version,
         "timeoutSeconds": str(timeout_seconds),
     }
+    if resource_version is None:
+        params |= {"sendInitialEvents": "true", "resourceVersionMatch": "NotOlderThan"}
+    else:
+        params["resourceVersion"] = resource_version
     if label_selector:
         params["labelSelector"] = label_selector
     timeout = httpx2.Timeout(10.0, read=timeout_seconds + 30.0)

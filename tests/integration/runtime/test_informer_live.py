@@ -5,13 +5,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 
+import httpx2
 import pytest
-from lightkube import AsyncClient
+from lightkube import AsyncClient, KubeConfig
 from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.resources.core_v1 import ConfigMap
 
-from experiment_lab.cluster import Cluster
+from experiment_lab.binaries import find_binaries
+from experiment_lab.cluster import Cluster, use_existing_cluster
+from experiment_lab.controlplane import ControlPlane
+from experiment_operator.runtime import kubeapi
 from experiment_operator.runtime.informer import Informer
 from experiment_operator.runtime.store import Change
 
@@ -59,12 +64,13 @@ def cm(name: str, namespace: str, labels: dict[str, str] | None = None) -> Confi
     )
 
 
+@pytest.mark.parametrize("watch_list", [True, False], ids=["watch-list", "paged-list"])
 async def test_informer_sees_create_update_delete(
-    new_client: Callable[[], AsyncClient], kube: AsyncClient, namespace: str
+    new_client: Callable[[], AsyncClient], kube: AsyncClient, namespace: str, watch_list: bool
 ) -> None:
     await kube.create(cm("before", namespace))
     client = new_client()
-    informer = Informer(client, ConfigMap, namespace=namespace)
+    informer = Informer(client, ConfigMap, namespace=namespace, watch_list=watch_list)
     rec = Recorder()
     informer.add_handler(rec)
     try:
@@ -113,15 +119,18 @@ async def test_label_selected_informer_never_sees_unlabelled_objects(
         await client.close()
 
 
+@pytest.mark.parametrize("watch_list", [True, False], ids=["watch-list", "paged-list"])
 async def test_relist_after_gone_delivers_changes_made_during_the_gap(
-    cluster: Cluster, new_client: Callable[[], AsyncClient], namespace: str
+    cluster: Cluster, new_client: Callable[[], AsyncClient], namespace: str, watch_list: bool
 ) -> None:
     labels = {"test": "relist"}  # leaves out the namespace's kube-root-ca.crt
     admin = new_client()
     for name in ("keep", "update", "delete"):
         await admin.create(cm(name, namespace, labels))
     client = new_client()
-    informer = Informer(client, ConfigMap, namespace=namespace, label_selector=labels)
+    informer = Informer(
+        client, ConfigMap, namespace=namespace, label_selector=labels, watch_list=watch_list
+    )
     rec = Recorder()
     informer.add_handler(rec)
     try:
@@ -171,3 +180,57 @@ async def test_apiserver_restart_mid_watch_recovers(
                 await admin.close()
     finally:
         await client.close()
+
+
+async def test_the_state_comes_in_one_watch_request(
+    new_client: Callable[[], AsyncClient], kube: AsyncClient, namespace: str
+) -> None:
+    """No list, no pages: one watch streams the objects, its end bookmark syncs the cache."""
+    for i in range(5):
+        await kube.create(cm(f"c{i}", namespace))
+    client = new_client()
+    sent: list[httpx2.URL] = []
+
+    async def record(request: httpx2.Request) -> None:
+        sent.append(request.url)
+
+    http = kubeapi.http(client)
+    http.event_hooks = {**http.event_hooks, "request": [*http.event_hooks["request"], record]}
+    informer = Informer(client, ConfigMap, namespace=namespace)
+    rec = Recorder()
+    informer.add_handler(rec)
+    try:
+        async with running(informer):
+            assert informer.watch_list
+            assert {f"c{i}" for i in range(5)} <= {name for _, name in rec.seen()}
+            await kube.create(cm("later", namespace))
+            await rec.wait_for(("ADDED", "later"))
+        assert len(sent) == 1
+        params = sent[0].params
+        assert (params["watch"], params["sendInitialEvents"]) == ("true", "true")
+        assert "resourceVersion" not in params, "a consistent read: the state as of now"
+    finally:
+        await client.close()
+
+
+async def test_a_server_without_watch_list_gets_paged_lists(tmp_path: Path) -> None:
+    """Kubernetes 1.27-1.33 may have the WatchList feature off (422): the informer lists."""
+    if use_existing_cluster():
+        pytest.skip("starts its own control plane with the WatchList feature turned off")
+    flags = ("--feature-gates=WatchList=false",)
+    plane = ControlPlane(tmp_path / "plane", find_binaries(), fake_nodes=0, apiserver_flags=flags)
+    await asyncio.to_thread(plane.start)
+    client = AsyncClient(config=KubeConfig.from_file(plane.kubeconfig), field_manager="tests")
+    try:
+        await client.create(cm("before", "default"))
+        informer = Informer(client, ConfigMap, namespace="default")
+        rec = Recorder()
+        informer.add_handler(rec)
+        async with running(informer):
+            assert not informer.watch_list
+            assert ("ADDED", "before") in rec.seen()
+            await client.create(cm("after", "default"))
+            await rec.wait_for(("ADDED", "after"))
+    finally:
+        await client.close()
+        await asyncio.to_thread(plane.stop)
