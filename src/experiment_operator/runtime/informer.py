@@ -5,10 +5,11 @@ last seen resourceVersion after connection errors (capped exponential backoff) a
 server answers 410 Gone, gets the state again and delivers the differences against the store
 as ordinary changes — so deletions that happened while no watch was open are not lost.
 
-The state comes in the watch itself where the server can (a "watch list", client-go's
-WatchListClient, on by default in Kubernetes 1.34+): one request streams every object, then the
-changes; no pages. A restarted operator under load took 3.2 s to sync its 13 caches by paged
-lists (bench/RESULTS.md, round 7). Servers without the feature answer 422: then it lists.
+The state comes in the watch itself where the server can (a "watch list"; the API server's
+WatchList feature is on by default from Kubernetes 1.34): one request streams every object,
+then the changes; no pages. A restarted operator under load took 3.2 s to sync its 13 caches
+by paged lists (bench/RESULTS.md, round 7). Servers without the feature answer 422: then it
+lists.
 """
 
 from __future__ import annotations
