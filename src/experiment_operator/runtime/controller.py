@@ -140,6 +140,10 @@ class Controller:
             )
             queue.add_rate_limited(key)
         else:
+            # The pass that just ended saw the whole state, so it alone says when the key
+            # needs another: an earlier pass's timer (say, a rollout's quiet time, since
+            # ended by the Ready write) would only cost a pass that finds nothing to do.
+            queue.cancel_delayed(key)
             if result.requeue_after is not None and result.requeue_after > 0:
                 outcome = "requeue_after"
                 queue.forget(key)

@@ -144,6 +144,12 @@ class WorkQueue(Generic[K]):
         handle = loop.call_at(ready_at, self._fire, key)
         self._delayed[key] = (ready_at, handle)
 
+    def cancel_delayed(self, key: K) -> None:
+        """Drop a pending `add_after` of `key`."""
+        pending = self._delayed.pop(key, None)
+        if pending is not None:
+            pending[1].cancel()
+
     def add_rate_limited(self, key: K) -> None:
         """Add `key` after its backoff delay (a retry after a failure)."""
         metrics.QUEUE_RETRIES.labels(self.name).inc()

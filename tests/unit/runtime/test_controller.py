@@ -77,6 +77,20 @@ async def test_requeue_after_reconciles_again() -> None:
     assert sample("controller_runtime_reconcile_total", **labels) == 1
 
 
+async def test_the_latest_pass_decides_when_the_key_comes_back() -> None:
+    rec = Scripted(Result(requeue_after=0.3), Result(), Result(requeue_after=0.3))
+    controller = Controller("t-latest", rec, store_with("a"))
+    async with running(controller):
+        await rec.wait_until(lambda: len(rec.calls) == 1)
+        controller.enqueue(("ns", "a"))  # e.g. the event that made it Ready
+        await rec.wait_until(lambda: len(rec.calls) == 2)
+        await asyncio.sleep(0.6)
+        assert len(rec.calls) == 2, "the first pass's timer went with the second pass"
+        controller.enqueue(("ns", "a"))
+        await rec.wait_until(lambda: len(rec.calls) == 3)
+        await rec.wait_until(lambda: len(rec.calls) == 4)  # its own requeue_after still counts
+
+
 async def test_every_cached_key_is_reconciled_at_start_and_on_resync() -> None:
     rec = Scripted()
     controller = Controller("t-resync", rec, store_with("a", "b"), resync_period=0.05)

@@ -114,6 +114,16 @@ async def test_add_after_delivers_later_and_earliest_wins() -> None:
     q.shutdown()
 
 
+async def test_a_cancelled_delayed_add_never_comes() -> None:
+    q: WorkQueue[str] = WorkQueue("t-after-cancel")
+    q.add_after("a", 0.05)
+    q.cancel_delayed("a")
+    q.cancel_delayed("b")  # none pending: nothing happens
+    await asyncio.sleep(0.15)
+    assert len(q) == 0
+    q.shutdown()
+
+
 async def test_add_after_zero_adds_now() -> None:
     q: WorkQueue[str] = WorkQueue("t-after-zero")
     q.add_after("now", 0)
