@@ -333,17 +333,17 @@ async def update_status(
     obj: Obj,
     new_status: Mapping[str, Any],
     written: WrittenStatus | None = None,
-) -> bool:
+) -> Obj | None:
     """Patch the status subresource to `new_status` unless `obj` already has exactly that
-    status, or this process already wrote exactly that (see `WrittenStatus`); returns whether
-    it wrote."""
+    status, or this process already wrote exactly that (see `WrittenStatus`); returns the
+    object as written, or None when nothing was."""
     current = obj.get("status") or {}
     patch = merge_patch(current, new_status)
     if not patch or (written is not None and written.has(obj, new_status)):
-        return False
+        return None
     info = KindInfo.of(resource)
     meta = obj["metadata"]
-    await kubeapi.request(
+    response = await kubeapi.request(
         client,
         "PATCH",
         info.path(meta.get("namespace"), meta["name"], "status"),
@@ -352,4 +352,4 @@ async def update_status(
     )
     if written is not None:
         written.remember(obj, new_status)
-    return True
+    return response

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Protocol, Self
 from lightkube.core import resource as lkr
 
 from . import metrics
+from .echoes import Echoes
 from .handlers import child_priority, object_keys, owner_keys
 from .kubeapi import Key, KindInfo, Obj, key_of
 from .store import Change, Store
@@ -173,6 +174,7 @@ class ControllerBuilder:
         ] = []
         self._max_concurrent = 1
         self._resync_period: float | None = None
+        self._echoes: Echoes | None = None
 
     def named(self, name: str) -> Self:
         self._name = name
@@ -205,6 +207,12 @@ class ControllerBuilder:
         self._watches.append((kind, map_keys, kept))
         return self
 
+    def without_echoes(self, echoes: Echoes) -> Self:
+        """Changes of the primary or owned objects that only echo what the reconciler saw
+        (recorded in `echoes`, see `runtime.echoes`) enqueue nothing."""
+        self._echoes = echoes
+        return self
+
     def with_options(
         self, *, max_concurrent_reconciles: int | None = None, resync_period: float | None = None
     ) -> Self:
@@ -230,11 +238,17 @@ class ControllerBuilder:
             resync_period=self._resync_period or mgr.resync_period,
         )
 
+        echoes = self._echoes
+
         def on_primary(change: Change) -> None:
+            if echoes is not None and echoes.is_echo(change):
+                return
             for key in object_keys(change):
                 controller.enqueue(key)
 
         def on_child(change: Change) -> None:
+            if echoes is not None and echoes.is_echo(change):
+                return
             priority = child_priority(change)
             for key in owner_keys(change, primary.group, primary.kind, primary.namespaced):
                 controller.enqueue(key, priority)

@@ -103,6 +103,7 @@ def setup(
         .owns(*GATEWAY_KINDS, fields=("status",))  # the Gateway's verdict on them
         .owns(*(k for k in child_kinds() if k not in (Deployment, *GATEWAY_KINDS)), fields=())
         .watches(WATCHED_KINDS[0], instance_keys, fields=("status",))
+        .without_echoes(reconciler.echoes)
         .with_options(
             max_concurrent_reconciles=max_concurrent_reconciles, resync_period=resync_period
         )

@@ -29,6 +29,7 @@ from experiment_operator.runtime.apply import (
     update_status,
 )
 from experiment_operator.runtime.controller import Request, Result
+from experiment_operator.runtime.echoes import Echoes, only_status_changed
 from experiment_operator.runtime.events import NORMAL, WARNING, EventRecorder, redact
 from experiment_operator.runtime.expectations import Expectations
 from experiment_operator.runtime.kubeapi import KindInfo, Obj
@@ -113,6 +114,7 @@ class TrackingServerReconciler:
         self.rollouts = QuietRollouts()
         self.created: Expectations[tuple[str, str], tuple[type[lkr.Resource], str]] = Expectations()
         self.written = WrittenStatus()
+        self.echoes = Echoes()
         self.routing = RoutingChooser(manager, options, interval=recheck_interval)
         self.checks = SpecChecks(manager, clock=clock, recheck_interval=recheck_interval)
 
@@ -223,9 +225,12 @@ class TrackingServerReconciler:
         if quiet is not None:
             p.requeue_after.append(quiet)  # the status waits for the rollout's outcome
         else:
-            await update_status(
+            written = await update_status(
                 self.client, TrackingServerResource, p.obj, new_status, self.written
             )
+            if written is not None and only_status_changed(p.obj, written):
+                cached = self.manager.cache(TrackingServerResource).get(p.namespace, p.name)
+                self.echoes.seen(written, cached)
         for warning in warnings:
             self.recorder.post(p.obj, WARNING, warning.reason, warning.message)
         return Result(requeue_after=min(p.requeue_after, default=None))
@@ -336,6 +341,8 @@ class TrackingServerReconciler:
             self.created.expect(p.key, (res, name))
         if version(live) != version(applied):
             p.wrote = True
+            if store is not None:
+                self.echoes.seen(applied, store.get(p.namespace, name))
             log.info("applied", extra={"key": f"{p.namespace}/{name}", "kind": kind})
             if kind == "Deployment":
                 self.rollouts.started(p.key)
