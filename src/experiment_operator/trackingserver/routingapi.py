@@ -4,8 +4,8 @@
 IngressRoute (`traefik.io`), the legacy `traefik.containo.us` (only the `--traefik-group` when
 named), Gateway API's HTTPRoute. An explicit mode takes its API, or reports it not served.
 Whatever is not served is asked again (discovery, at most once per interval for the whole
-operator): a CRD installed while the operator runs is watched and used from the next reconcile
-on, without a restart.
+operator), and a pass that had to do without a preferred API comes back later by itself: a CRD
+installed while the operator runs is watched and used without a restart.
 """
 
 from __future__ import annotations
@@ -59,12 +59,18 @@ class RoutingChooser:
                 return group
         return None
 
+    def _recheck(self, p: Pass) -> None:
+        """A preferred API is not served (yet): look again later even if nothing else changes."""
+        p.requeue_after.append(NOT_SERVED_RECHECK_FACTOR * self.interval)
+
     async def options_for(self, p: Pass) -> ChildOptions:
         """The options of this pass, with the mode and Traefik group resolved; a routing API
         that is missing is reported on `p` (Ready=False) and rechecked later."""
         mode, options = self.options.ingress_controller, self.options
         if mode in (IngressController.AUTO, IngressController.TRAEFIK):
             group = await self._traefik_group()
+            if group != self.options.traefik_groups[0]:
+                self._recheck(p)
             if group is not None:
                 return replace(
                     options, ingress_controller=IngressController.TRAEFIK, traefik_group=group
@@ -76,10 +82,9 @@ class RoutingChooser:
             await self._served(HTTPRoute)  # reported by the reconciler when still missing
             listener_sets = options.listener_sets_enabled and await self._served(ListenerSet)
             if not listener_sets and p.ts.spec.tls_enabled:  # cert/key unused until it is
-                p.requeue_after.append(NOT_SERVED_RECHECK_FACTOR * self.interval)
+                self._recheck(p)
             return replace(options, ingress_controller=mode, listener_sets=listener_sets)
         if mode is IngressController.AUTO:
             p.problems.append(ConditionValue("False", NO_ROUTING_API, NO_ROUTING_API_MESSAGE))
             p.routing_failed = True
-            p.requeue_after.append(NOT_SERVED_RECHECK_FACTOR * self.interval)
         return options
