@@ -64,19 +64,16 @@ class WidgetReconciler:
 
 
 class CountedEchoes(Echoes):
-    """Echoes that count what happened to each write: recorded (its event still to come),
-    raced (its event came before the response) and dropped (recorded, then its event came)."""
+    """Echoes that count the writes whose event came before the response (raced) and the
+    events dropped as echoes."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.recorded = self.raced = self.dropped = 0
+        self.raced = self.dropped = 0
 
     def seen(self, obj: Obj, cached: Obj | None) -> None:
         rv = obj["metadata"]["resourceVersion"]
-        if cached is not None and cached["metadata"].get("resourceVersion") == rv:
-            self.raced += 1
-        else:
-            self.recorded += 1
+        self.raced += cached is not None and cached["metadata"].get("resourceVersion") == rv
         super().seen(obj, cached)
 
     def is_echo(self, change: Change) -> bool:
