@@ -183,6 +183,7 @@ class Manager:
         metrics.instrument_client(self.client)
         throttle.honour_retry_after(self.client)
         kubeapi.abort_on_close(self.client)  # a deposed leader's writes must not linger
+        kubeapi.use_asyncio_network(self.client)
         loop = asyncio.get_running_loop()
         if self._handle_signals:
             for sig in (signal.SIGTERM, signal.SIGINT):
