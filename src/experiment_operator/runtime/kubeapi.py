@@ -12,6 +12,7 @@ import struct
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlencode
 
 import httpx2
 import orjson
@@ -149,6 +150,13 @@ def api_error(response: httpx2.Response) -> ApiError:
         return ApiError(request=response.request, status=status)
 
 
+def absolute_url(client: AsyncClient, path: str, params: Mapping[str, str] | None) -> str:
+    """The request's whole URL: httpx parses (and validates, character by character) a URL
+    given whole once, a relative one with parameters three times."""
+    url = f"{str(http(client).base_url).rstrip('/')}/{path}"
+    return f"{url}?{urlencode(params)}" if params else url
+
+
 async def request(
     client: AsyncClient,
     method: str,
@@ -162,7 +170,7 @@ async def request(
     content = None if body is None else orjson.dumps(body)
     headers = {"Content-Type": content_type} if content is not None else None
     response = await http(client).request(
-        method, path, params=dict(params or {}), content=content, headers=headers
+        method, absolute_url(client, path, params), content=content, headers=headers
     )
     if response.status_code >= 400:
         raise api_error(response)

@@ -12,6 +12,7 @@ from experiment_operator.runtime.kubeapi import (
     ABORTIVE_CLOSE,
     KindInfo,
     abort_on_close,
+    absolute_url,
     api_error,
     format_selector,
     http,
@@ -48,17 +49,34 @@ def test_api_error_from_status_and_from_plain_text() -> None:
     assert (plain.status.code, plain.status.message) == (503, "unavailable")
 
 
-def test_connections_reset_when_closed() -> None:
-    """Also through the Retry-After wrapper, and only once however often it is called."""
+def _client(server: str = "https://127.0.0.1:6443") -> AsyncClient:
     config = KubeConfig.from_dict(
         {
-            "clusters": [{"name": "c", "cluster": {"server": "https://127.0.0.1:6443"}}],
+            "clusters": [{"name": "c", "cluster": {"server": server}}],
             "users": [{"name": "u", "user": {"token": "t"}}],
             "contexts": [{"name": "x", "context": {"cluster": "c", "user": "u"}}],
             "current-context": "x",
         }
     )
-    client = AsyncClient(config=config)
+    return AsyncClient(config=config)
+
+
+def test_absolute_urls_keep_the_server_path_and_encode_parameters() -> None:
+    """What httpx made of a relative path and its parameters, built whole."""
+    path = "apis/apps/v1/namespaces/ns/deployments/d"
+    params = {"labelSelector": "app.kubernetes.io/managed-by=x,tier in (a b)", "continue": "a+b="}
+    for server in ("https://127.0.0.1:6443", "https://rancher.example/k8s/clusters/c-1/"):
+        client = _client(server)
+        url = httpx2.URL(absolute_url(client, path, params))
+        expected = http(client).build_request("GET", path, params=params).url
+        assert (url.path, dict(url.params)) == (expected.path, dict(expected.params))
+        assert url.host == expected.host
+    assert absolute_url(_client(), "api/v1", None) == "https://127.0.0.1:6443/api/v1"
+
+
+def test_connections_reset_when_closed() -> None:
+    """Also through the Retry-After wrapper, and only once however often it is called."""
+    client = _client()
     honour_retry_after(client)
     abort_on_close(client)
     abort_on_close(client)
