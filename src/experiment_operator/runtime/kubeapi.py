@@ -244,7 +244,8 @@ async def watch(
         params["labelSelector"] = label_selector
     timeout = httpx2.Timeout(10.0, read=timeout_seconds + 30.0)
     http_client = http(client)
-    req = http_client.build_request("GET", kind.path(namespace), params=params, timeout=timeout)
+    url = absolute_url(client, kind.path(namespace), params)
+    req = http_client.build_request("GET", url, timeout=timeout)
     response = await http_client.send(req, stream=True)
     try:
         if response.status_code >= 400:
