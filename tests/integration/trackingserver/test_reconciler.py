@@ -150,7 +150,8 @@ async def test_volume_and_tls_switched_on_and_off(
     await until(lambda: _route_entrypoints_are(kube, namespace, ["websecure", "web"]))
     await child(kube, "v1", "Secret", namespace)
     await child(kube, "v1", "PersistentVolumeClaim", namespace)
-    assert condition(await trackingserver(kube, namespace), "TLS")["reason"] == "Valid"
+    # The status is written after the children, so it may lag the route by one request.
+    await until(lambda: _tls_reason_is(kube, namespace, "Valid"))
 
     await merge_patch(
         kube, ts, {"spec": {"cert": "", "key": "", "volumeSize": "", "storageClassName": ""}}
@@ -163,6 +164,10 @@ async def test_volume_and_tls_switched_on_and_off(
 async def _route_entrypoints_are(kube: AsyncClient, ns: str, entry_points: list[str]) -> bool:
     route = await get(kube, IR, "IngressRoute", ns, NAME)
     return route is not None and route["spec"]["entryPoints"] == entry_points
+
+
+async def _tls_reason_is(kube: AsyncClient, ns: str, reason: str) -> bool:
+    return condition(await trackingserver(kube, ns), "TLS").get("reason") == reason
 
 
 async def _pvc_gone_or_terminating(kube: AsyncClient, ns: str) -> bool:
@@ -328,10 +333,7 @@ async def test_users_tls_secret_is_read_and_never_modified(
 ) -> None:
     ts = await create(kube, sample("blog", namespace, cert="", key=""))
 
-    async def tls_reason(reason: str) -> bool:
-        return condition(await trackingserver(kube, namespace), "TLS").get("reason") == reason
-
-    await until(lambda: tls_reason("SecretNotFound"))
+    await until(lambda: _tls_reason_is(kube, namespace, "SecretNotFound"))
     await until(has_event(kube, namespace, "Warning", "SecretNotFound"))
     assert await _route_entrypoints_are(kube, namespace, ["web"])
 
@@ -352,7 +354,7 @@ async def test_users_tls_secret_is_read_and_never_modified(
     )
     # Not in the operator's cache (no label of ours): found by the periodic recheck.
     await until(lambda: _route_entrypoints_are(kube, namespace, ["websecure", "web"]))
-    await until(lambda: tls_reason("UserSecret"))
+    await until(lambda: _tls_reason_is(kube, namespace, "UserSecret"))
     await until(ready_is(kube, namespace, "True"), within=60)
     assert await child(kube, "v1", "Secret", namespace) == secret
 
