@@ -29,8 +29,7 @@ async def run(options: RunOptions) -> int:
         client = AsyncClient(
             config=config, field_manager=FIELD_MANAGER, timeout=kubeapi.REQUEST_TIMEOUT
         )  # reads CA, client certs
-        kubeapi.abort_on_close(client)
-        kubeapi.use_asyncio_network(client)
+        kubeapi.prepare_connections(client)
     except (ConfigError, OSError) as err:
         log.error("no usable kubeconfig: %s", err)
         return 1

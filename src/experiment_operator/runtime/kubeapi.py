@@ -141,6 +141,13 @@ def use_asyncio_network(client: AsyncClient) -> None:
         pool._network_backend = AsyncioBackend()
 
 
+def prepare_connections(client: AsyncClient) -> None:
+    """The connection policy of every client the operator runs on: reset on close, asyncio
+    transports. Call before the first request."""
+    abort_on_close(client)
+    use_asyncio_network(client)
+
+
 def api_error(response: httpx2.Response) -> ApiError:
     """Turn an error response into lightkube's ApiError, also when the body is not a Status."""
     try:

@@ -182,8 +182,7 @@ class Manager:
         """Run until `stop()`, a signal or cancellation; raises LeadershipLost if demoted."""
         metrics.instrument_client(self.client)
         throttle.honour_retry_after(self.client)
-        kubeapi.abort_on_close(self.client)  # a deposed leader's writes must not linger
-        kubeapi.use_asyncio_network(self.client)
+        kubeapi.prepare_connections(self.client)  # a deposed leader's writes must not linger
         loop = asyncio.get_running_loop()
         if self._handle_signals:
             for sig in (signal.SIGTERM, signal.SIGINT):

@@ -140,8 +140,7 @@ def _client(server: Server, certificates: pki.Pki, timeout: float = 10.0) -> Asy
         }
     )
     client = AsyncClient(config=config, timeout=httpx2.Timeout(timeout))
-    kubeapi.abort_on_close(client)
-    kubeapi.use_asyncio_network(client)
+    kubeapi.prepare_connections(client)
     return client
 
 
