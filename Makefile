@@ -8,7 +8,7 @@ LOCAL := .local
 export PYTHONUNBUFFERED := 1
 
 .PHONY: help venv controlplane lab-binaries binaries manifests check-manifests image lint typecheck \
-        unit integration node test reliability demo bench cluster-up cluster-down clean lab-packages \
+        unit integration node test reliability demo bench bench-decompose cluster-up cluster-down clean lab-packages \
         lab-images lab
 
 help: ## Show the targets
@@ -84,6 +84,9 @@ N ?= 100
 SCENARIOS ?= all
 bench: venv controlplane ## Benchmarks on a fresh control plane with N TrackingServers (N=1000, SCENARIOS=idle,restart,spec,latency,unrelated, BENCH_ARGS=...); never part of test
 	$(BIN)/python -m bench --n $(N) --scenarios $(SCENARIOS) $(BENCH_ARGS)
+
+bench-decompose: venv controlplane ## Where the operator's run costs more than the floor: its habits one by one, no operator (N=1000)
+	$(BIN)/python -m bench.decompose --n $(N)
 
 TIER ?= node
 cluster-up: venv lab ## Start the lab in the background (.local/kubeconfig, .local/lab.env; TIER=kwok: fake nodes only)
