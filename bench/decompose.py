@@ -16,22 +16,18 @@ import asyncio
 import contextlib
 import json
 import logging
-import os
 import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import httpx2
-from lightkube import AsyncClient, KubeConfig
+from lightkube import AsyncClient
 from lightkube.generic_resource import create_namespaced_resource
 from lightkube.resources.apps_v1 import Deployment
 from lightkube.resources.core_v1 import Pod, Secret, Service
 
 from experiment_lab.binaries import find_binaries
-from experiment_lab.cluster import Cluster
-from experiment_lab.controlplane import ControlPlane
 from experiment_operator.api.trackingserver import GROUP, KIND, VERSION
 from experiment_operator.runtime import kubeapi
 from experiment_operator.runtime.apply import CREATE_ONLY, FIELD_MANAGER, with_controller_reference
@@ -42,9 +38,8 @@ from experiment_operator.trackingserver.labels import MANAGED_BY_SELECTOR
 from experiment_operator.trackingserver.resources import TrackingServerResource
 
 from . import workload
-from .cpu import CpuWindow, control_plane_pids
-from .floor import children_of
-from .harness import AUDIT_POLICY, CRD_FILE
+from .cpu import CpuWindow
+from .floor import children_of, fresh_cluster
 from .observe import DEPLOYMENT, rolled_out
 
 log = logging.getLogger("bench")
@@ -190,24 +185,10 @@ async def _burst(
 async def run_variant(workdir: Path, binaries: Path, variant: str, n: int) -> dict[str, Any]:
     """One variant on a fresh control plane of its own."""
     shutil.rmtree(workdir / variant, ignore_errors=True)  # a variant's earlier run
-    plane = ControlPlane(workdir / variant, binaries, audit_policy=AUDIT_POLICY)
-    await asyncio.to_thread(plane.start, log.info)
-    try:
-        cluster = Cluster(plane.kubeconfig, str(binaries / "kubectl"), plane)
-        await asyncio.to_thread(cluster.install_third_party_crds)
-        cluster.kubectl("apply", "--server-side", "-f", str(CRD_FILE))
-        cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd", "--all")
-        config = KubeConfig.from_file(plane.kubeconfig)
-        client = AsyncClient(config=config, field_manager="bench", timeout=httpx2.Timeout(60.0))
-        try:
-            namespaces = [f"bench-{i:02d}" for i in range(10)]
-            await workload.create_namespaces(client, namespaces)
-            pids = {**control_plane_pids(plane), "bench": os.getpid()}
-            return await _burst(variant, client, workload.cr_keys(n, namespaces), pids)
-        finally:
-            await client.close()
-    finally:
-        await asyncio.to_thread(plane.stop)
+    async with fresh_cluster(workdir / variant, binaries, "bench") as (client, pids):
+        namespaces = [f"bench-{i:02d}" for i in range(10)]
+        await workload.create_namespaces(client, namespaces)
+        return await _burst(variant, client, workload.cr_keys(n, namespaces), pids)
 
 
 def main(argv: list[str] | None = None, emit: Callable[[str], None] = print) -> None:

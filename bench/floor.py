@@ -9,6 +9,7 @@ import contextlib
 import logging
 import os
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -44,10 +45,13 @@ async def _create(client: AsyncClient, obj: Obj) -> None:
     await kubeapi.request(client, "POST", kind.path(obj["metadata"]["namespace"]), body=obj)
 
 
-async def floor(workdir: Path, binaries: Path, keys: list[Key], within: float) -> dict[str, Any]:
-    """Create every child of `keys` (bounded concurrency, as the benchmark creates CRs) and
-    wait until each Deployment is available."""
-    plane = ControlPlane(workdir / "floor", binaries, audit_policy=AUDIT_POLICY)
+@contextlib.asynccontextmanager
+async def fresh_cluster(
+    workdir: Path, binaries: Path, field_manager: str
+) -> AsyncIterator[tuple[AsyncClient, dict[str, int]]]:
+    """A fresh control plane with the CRDs installed: an admin client and the processes' pids
+    (the benchmark's own among them), for a burst with no operator."""
+    plane = ControlPlane(workdir, binaries, audit_policy=AUDIT_POLICY)
     await asyncio.to_thread(plane.start, log.info)
     try:
         cluster = Cluster(plane.kubeconfig, str(binaries / "kubectl"), plane)
@@ -56,14 +60,21 @@ async def floor(workdir: Path, binaries: Path, keys: list[Key], within: float) -
         cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd", "--all")
         config = KubeConfig.from_file(plane.kubeconfig)
         # A loaded machine answers slowly; the burst must not fail on lightkube's 10 s default.
-        client = AsyncClient(config=config, field_manager="floor", timeout=httpx2.Timeout(60.0))
+        timeout = httpx2.Timeout(60.0)
+        client = AsyncClient(config=config, field_manager=field_manager, timeout=timeout)
         try:
-            pids = {**control_plane_pids(plane), "bench": os.getpid()}
-            return await _run(client, keys, within, pids)
+            yield client, {**control_plane_pids(plane), "bench": os.getpid()}
         finally:
             await client.close()
     finally:
         await asyncio.to_thread(plane.stop)
+
+
+async def floor(workdir: Path, binaries: Path, keys: list[Key], within: float) -> dict[str, Any]:
+    """Create every child of `keys` (bounded concurrency, as the benchmark creates CRs) and
+    wait until each Deployment is available."""
+    async with fresh_cluster(workdir / "floor", binaries, "floor") as (client, pids):
+        return await _run(client, keys, within, pids)
 
 
 async def _run(
