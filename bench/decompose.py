@@ -18,7 +18,6 @@ import json
 import logging
 import shutil
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -41,8 +40,6 @@ from . import workload
 from .cpu import CpuWindow
 from .floor import children_of, fresh_cluster
 from .observe import DEPLOYMENT, rolled_out
-
-log = logging.getLogger("bench")
 
 VARIANTS = ("floor", "cr", "status", "apply", "watches")
 """Each adds one habit of the operator's run to the one before."""
@@ -191,19 +188,20 @@ async def run_variant(workdir: Path, binaries: Path, variant: str, n: int) -> di
         return await _burst(variant, client, workload.cr_keys(n, namespaces), pids)
 
 
-def main(argv: list[str] | None = None, emit: Callable[[str], None] = print) -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.decompose", description=__doc__)
     parser.add_argument("--n", type=int, default=1000, help="TrackingServers per variant")
     parser.add_argument("--variants", default=",".join(VARIANTS), help="in this order")
     parser.add_argument("--workdir", type=Path, default=Path(".local/bench/decompose"))
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
+    variants = args.variants.split(",")
+    unknown = [v for v in variants if v not in VARIANTS]
+    if unknown:
+        parser.error(f"unknown variants {', '.join(unknown)}; known: {', '.join(VARIANTS)}")
     binaries = find_binaries()
-    for variant in args.variants.split(","):
-        if variant not in VARIANTS:
-            parser.error(f"unknown variant {variant!r}; known: {', '.join(VARIANTS)}")
-        result = asyncio.run(run_variant(args.workdir, binaries, variant, args.n))
-        emit(json.dumps(result))
+    for variant in variants:
+        print(json.dumps(asyncio.run(run_variant(args.workdir, binaries, variant, args.n))))
 
 
 if __name__ == "__main__":
