@@ -22,9 +22,6 @@ from pathlib import Path
 from typing import Any
 
 from lightkube import AsyncClient
-from lightkube.generic_resource import create_namespaced_resource
-from lightkube.resources.apps_v1 import Deployment
-from lightkube.resources.core_v1 import Pod, Secret, Service
 
 from experiment_lab.binaries import find_binaries
 from experiment_operator.api.trackingserver import GROUP, KIND, VERSION
@@ -34,11 +31,15 @@ from experiment_operator.runtime.informer import Informer
 from experiment_operator.runtime.kubeapi import Key, KindInfo, Obj
 from experiment_operator.runtime.store import Change
 from experiment_operator.trackingserver.labels import MANAGED_BY_SELECTOR
-from experiment_operator.trackingserver.resources import TrackingServerResource
+from experiment_operator.trackingserver.resources import (
+    WATCHED_KINDS,
+    TrackingServerResource,
+    child_kinds,
+)
 
 from . import workload
 from .cpu import CpuWindow
-from .floor import children_of, fresh_cluster
+from .floor import children_of, create, fresh_cluster
 from .observe import DEPLOYMENT, rolled_out
 
 VARIANTS = ("floor", "cr", "status", "apply", "watches")
@@ -48,14 +49,10 @@ FLOWS = 10
 WITHIN = 600.0
 
 
-def _traefik(kind: str, plural: str) -> Any:
-    return create_namespaced_resource("traefik.io", "v1alpha1", kind, plural)
-
-
 async def _write_child(client: AsyncClient, variant: str, obj: Obj) -> None:
     kind, meta = KindInfo.for_object(obj), obj["metadata"]
     if VARIANTS.index(variant) < VARIANTS.index("apply"):
-        await kubeapi.request(client, "POST", kind.path(meta["namespace"]), body=obj)
+        await create(client, obj)
         return
     guarded = {**obj, "metadata": {**meta, "resourceVersion": CREATE_ONLY}}
     await kubeapi.request(
@@ -121,15 +118,13 @@ async def _report_ready(client: AsyncClient, owner: Obj) -> None:
     await kubeapi.request(client, "POST", f"api/v1/namespaces/{namespace}/events", body=event)
 
 
-def _watches(client: AsyncClient) -> list[Informer]:
-    """The operator's watches: its CRs, and the labelled children and Pods."""
-    kinds: list[Any] = [
-        Deployment,
-        Service,
-        Secret,
-        Pod,
-        _traefik("IngressRoute", "ingressroutes"),
-        _traefik("Middleware", "middlewares"),
+async def _watches(client: AsyncClient) -> list[Informer]:
+    """The operator's watches: its CRs, and the labelled objects of every served child kind and
+    the Pods."""
+    kinds = [
+        k
+        for k in [*child_kinds(), *WATCHED_KINDS]
+        if await kubeapi.is_served(client, KindInfo.of(k))
     ]
     informers = [Informer(client, kind, label_selector=MANAGED_BY_SELECTOR) for kind in kinds]
     return [*informers, Informer(client, TrackingServerResource)]
@@ -150,7 +145,7 @@ async def _burst(
     informers = [Informer(client, DEPLOYMENT, label_selector=MANAGED_BY_SELECTOR)]
     informers[0].add_handler(on_deployment)
     if variant == "watches":
-        informers += _watches(client)
+        informers += await _watches(client)
     tasks = [asyncio.create_task(informer.run()) for informer in informers]
     try:
         for informer in informers:

@@ -40,7 +40,8 @@ def children_of(key: Key) -> list[Obj]:
     return build_children(ts, ChildOptions(), tls_secret_present=True)
 
 
-async def _create(client: AsyncClient, obj: Obj) -> None:
+async def create(client: AsyncClient, obj: Obj) -> None:
+    """POST one object (its namespace from its metadata)."""
     kind = KindInfo.for_object(obj)
     await kubeapi.request(client, "POST", kind.path(obj["metadata"]["namespace"]), body=obj)
 
@@ -99,7 +100,7 @@ async def _run(
     objects = [child for key in keys for child in children_of(key)]
     t0, cpu = time.monotonic(), CpuWindow(pids)
     try:
-        await workload.bounded(_create(client, obj) for obj in objects)
+        await workload.bounded(create(client, obj) for obj in objects)
         created = time.monotonic() - t0
         log.info("floor: %d objects created in %.1fs", len(objects), created)
         deadline = t0 + within
