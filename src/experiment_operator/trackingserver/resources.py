@@ -59,11 +59,12 @@ def child_kinds() -> list[type[lkr.Resource]]:
 
 def kind_of(api_version: str, kind: str) -> type[lkr.Resource] | None:
     """The resource class of a child identity, if it is one of ours."""
-    for res in child_kinds():
-        info = KindInfo.of(res)
-        if info.api_version == api_version and info.kind == kind:
-            return res
-    return None
+    return _CHILD_KINDS_BY_IDENTITY.get((api_version, kind))
+
+
+_CHILD_KINDS_BY_IDENTITY = {
+    (KindInfo.of(res).api_version, KindInfo.of(res).kind): res for res in child_kinds()
+}
 
 
 async def served_traefik_group(client: AsyncClient) -> str:
