@@ -1,4 +1,5 @@
-"""The informer cache: objects by namespace/name and by controller owner, plus the relist diff."""
+"""The informer cache: objects by namespace/name, by controller owner and by the value of a
+label, plus the relist diff."""
 
 from __future__ import annotations
 
@@ -67,6 +68,8 @@ class Store:
     def __init__(self) -> None:
         self._by_ns: dict[str, dict[str, Obj]] = {}
         self._by_owner: dict[str, set[Key]] = {}
+        self._by_label: dict[str, dict[tuple[str, str], dict[str, None]]] = {}
+        """label → (namespace, value) → names, in the order they arrived (a dict as set)."""
 
     def get(self, namespace: str, name: str) -> Obj | None:
         return self._by_ns.get(namespace, {}).get(name)
@@ -85,6 +88,17 @@ class Store:
         found = (self.get(ns, name) for ns, name in self._by_owner.get(uid, ()))
         return [obj for obj in found if obj is not None]
 
+    def with_label(self, namespace: str, label: str, value: str) -> builtins.list[Obj]:
+        """Objects of one namespace whose `label` has `value`. The label is indexed from its
+        first query on: a pass reading its Pods need not scan every Pod of the namespace."""
+        index = self._by_label.get(label)
+        if index is None:
+            index = self._by_label[label] = {}
+            for obj in self.list():
+                _add_to(index, label, obj)
+        objs = self._by_ns.get(namespace, {})
+        return [objs[name] for name in index.get((namespace, value), ())]
+
     def snapshot(self, namespace: str | None = None) -> dict[Key, Obj]:
         """A key→object map of the current content (for the relist diff)."""
         return {key_of(obj): obj for obj in self.list(namespace)}
@@ -98,6 +112,13 @@ class Store:
         previous = self._by_ns.get(ns, {}).get(name)
         if previous is not None:
             self._unindex(previous)
+        for label, index in self._by_label.items():
+            if previous is not None and _label(previous, label) != _label(change.obj, label):
+                _remove_from(index, label, previous)
+            if change.type == "DELETED":
+                _remove_from(index, label, change.obj)
+            else:
+                _add_to(index, label, change.obj)
         if change.type == "DELETED":
             objs = self._by_ns.get(ns)
             if objs is not None:
@@ -119,3 +140,27 @@ class Store:
             keys.discard(key_of(obj))
             if not keys:
                 del self._by_owner[str(owner["uid"])]
+
+
+def _label(obj: Mapping[str, Any], label: str) -> str | None:
+    value = (obj["metadata"].get("labels") or {}).get(label)
+    return None if value is None else str(value)
+
+
+def _add_to(index: dict[tuple[str, str], dict[str, None]], label: str, obj: Obj) -> None:
+    value = _label(obj, label)
+    if value is not None:
+        ns, name = key_of(obj)
+        index.setdefault((ns, value), {})[name] = None
+
+
+def _remove_from(index: dict[tuple[str, str], dict[str, None]], label: str, obj: Obj) -> None:
+    value = _label(obj, label)
+    if value is None:
+        return
+    ns, name = key_of(obj)
+    names = index.get((ns, value))
+    if names is not None:
+        names.pop(name, None)
+        if not names:
+            del index[(ns, value)]

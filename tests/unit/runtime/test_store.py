@@ -73,3 +73,34 @@ def test_owner_index_follows_updates_and_deletes() -> None:
     assert [o["metadata"]["name"] for o in store.by_owner("u2")] == ["c2"]
     store.apply(Change("DELETED", cm("c1", "3", owner="u1")))
     assert store.by_owner("u1") == []
+
+
+def labelled(name: str, rv: str, value: str | None, ns: str = "ns") -> Any:
+    obj = cm(name, rv, ns=ns)
+    if value is not None:
+        obj["metadata"]["labels"] = {"app": value}
+    return obj
+
+
+def names(objs: list[Any]) -> list[str]:
+    return [o["metadata"]["name"] for o in objs]
+
+
+def test_label_index_built_on_first_query_then_follows_changes() -> None:
+    store = Store()
+    store.apply(Change("ADDED", labelled("a1", "1", "a")))
+    store.apply(Change("ADDED", labelled("b1", "1", "b")))
+    store.apply(Change("ADDED", labelled("a-other-ns", "1", "a", ns="other")))
+    store.apply(Change("ADDED", labelled("plain", "1", None)))
+    assert names(store.with_label("ns", "app", "a")) == ["a1"]
+    store.apply(Change("ADDED", labelled("a2", "1", "a")))
+    store.apply(Change("MODIFIED", labelled("a1", "2", "a")))  # keeps its place
+    assert names(store.with_label("ns", "app", "a")) == ["a1", "a2"]
+    store.apply(Change("MODIFIED", labelled("b1", "2", "a")))  # relabelled
+    store.apply(Change("MODIFIED", labelled("a2", "2", None)))  # label removed
+    assert names(store.with_label("ns", "app", "a")) == ["a1", "b1"]
+    assert store.with_label("ns", "app", "b") == []
+    store.apply(Change("DELETED", labelled("a1", "3", "a")))
+    assert names(store.with_label("ns", "app", "a")) == ["b1"]
+    assert names(store.with_label("other", "app", "a")) == ["a-other-ns"]
+    assert [o["metadata"]["resourceVersion"] for o in store.with_label("ns", "app", "a")] == ["2"]
