@@ -42,7 +42,7 @@ LEGACY_TRAEFIK_KINDS = (
 """The original controller's routing kinds."""
 
 
-def _slim(obj: Obj) -> Obj:
+def _slim(obj: Obj, previous: Obj | None = None, /) -> Obj:
     obj.get("metadata", {}).pop("managedFields", None)
     return obj
 

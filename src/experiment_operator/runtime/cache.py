@@ -2,7 +2,8 @@
 
 Every cached object loses its managedFields (the larger part of a small object) and kubectl's
 last-applied annotation (a second copy of the spec). What server-side apply needs to skip a
-no-op write survives as one digest under `APPLIED` (see `runtime.fieldset`). A kind cached
+no-op write survives as one digest under `APPLIED` (see `runtime.fieldset`), computed again
+only when what it depends on changed. A kind cached
 with `fields` keeps only those top-level fields besides apiVersion/kind/metadata: a child
 whose body no reconciler reads is cached as metadata (+ e.g. `status`). Decoded keys and short
 strings are interned, so thousands of objects share one copy of "metadata" or "apps/v1".
@@ -11,15 +12,22 @@ strings are interned, so thousands of objects share one copy of "metadata" or "a
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
-from .fieldset import applied_digest
+from .fieldset import apply_entry, digest, project, projection_inputs
+from .informer import Transform
 from .kubeapi import Obj
 
 APPLIED = "@applied"
 """Synthetic top-level key of cached objects: `applied_digest` of the object as the server
 sent it (bytes), or None when our field manager never applied it."""
+
+APPLIED_FROM = "@applied-from"
+"""Synthetic top-level key beside `APPLIED`: `projection_inputs` of the object it was
+computed from, so that the next version of the object reuses it when they are equal."""
+
+SYNTHETIC_KEYS = (APPLIED, APPLIED_FROM)
 
 LAST_APPLIED_ANNOTATION = "kubectl.kubernetes.io/last-applied-configuration"
 
@@ -42,8 +50,6 @@ SLIM_METADATA = frozenset(
 
 SHARED_STRING_MAX_LEN = 64
 """Strings up to this length are interned: kinds, field names, label values, "True"..."""
-
-Transform = Callable[[Obj], Obj]
 
 
 def share_strings(value: Any) -> Any:
@@ -76,18 +82,34 @@ def _metadata(meta: dict[str, Any], slim: bool) -> dict[str, Any]:
     return kept
 
 
+def _add_applied(compact: Obj, obj: Obj, previous: Obj | None) -> None:
+    """Set `APPLIED` (and `APPLIED_FROM`) of `obj` on its cached form, reusing the digest
+    `previous` (the cached form of the version before) carries when its inputs are equal."""
+    entry = apply_entry(obj)
+    if entry is None:
+        compact[APPLIED] = None
+        return
+    fields = entry.get("fieldsV1") or {}
+    inputs = projection_inputs(obj, fields)
+    if previous is not None and previous.get(APPLIED_FROM) == inputs:
+        compact[APPLIED] = previous[APPLIED]
+    else:
+        compact[APPLIED] = digest(project(obj, fields))
+    compact[APPLIED_FROM] = inputs
+
+
 def cache_transform(fields: Iterable[str] | None = None) -> Transform:
     """The transform for a cached kind: whole objects (`fields` None) or metadata plus the
     named top-level fields; always without managedFields, with the `APPLIED` digest."""
     kept = None if fields is None else frozenset(fields) | {"apiVersion", "kind"}
 
-    def transform(obj: Obj) -> Obj:
+    def transform(obj: Obj, previous: Obj | None = None) -> Obj:
         slim: Obj = {
             k: v for k, v in obj.items() if k != "metadata" and (kept is None or k in kept)
         }
         slim["metadata"] = _metadata(obj.get("metadata") or {}, slim=kept is not None)
         compact: Obj = share_strings(slim)
-        compact[APPLIED] = applied_digest(obj)
+        _add_applied(compact, obj, previous)
         return compact
 
     return transform

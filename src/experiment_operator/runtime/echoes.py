@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from .cache import APPLIED, LAST_APPLIED_ANNOTATION
+from .cache import LAST_APPLIED_ANNOTATION, SYNTHETIC_KEYS
 from .kubeapi import Obj
 from .store import Change
 
@@ -66,7 +66,7 @@ def _besides_status(obj: Obj) -> Obj:
     }
     if annotations:
         meta["annotations"] = annotations
-    rest = {k: v for k, v in obj.items() if k not in ("metadata", "status", APPLIED)}
+    rest = {k: v for k, v in obj.items() if k not in ("metadata", "status", *SYNTHETIC_KEYS)}
     return {**rest, "metadata": meta}
 
 

@@ -18,6 +18,7 @@ import asyncio
 import logging
 import random
 from collections.abc import Callable, Mapping
+from typing import Protocol
 
 from lightkube import AsyncClient
 from lightkube.core import resource as lkr
@@ -30,7 +31,14 @@ from .store import Change, Store, diff_relist
 log = logging.getLogger(__name__)
 
 Handler = Callable[[Change], None]
-Transform = Callable[[Obj], Obj]
+
+
+class Transform(Protocol):
+    """Makes the cached form of a decoded object, given the cached form of the version before
+    it (None for a new object)."""
+
+    def __call__(self, obj: Obj, previous: Obj | None = None, /) -> Obj: ...
+
 
 LIST_PAGE_SIZE = 100
 """Objects per list page. Each page is decoded whole before the transform slims its items, so
@@ -185,7 +193,9 @@ class Informer:
     def _prepare(self, obj: Obj) -> Obj:
         obj.setdefault("apiVersion", self.kind.api_version)
         obj.setdefault("kind", self.kind.kind)
-        return self._transform(obj) if self._transform is not None else obj
+        if self._transform is None:
+            return obj
+        return self._transform(obj, self.store.get(*key_of(obj)))
 
     def _deliver(self, change: Change) -> None:
         self.store.apply(change)

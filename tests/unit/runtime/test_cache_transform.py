@@ -3,6 +3,7 @@ kept, bodies dropped for slim kinds, and decoded objects sharing keys and short 
 
 from __future__ import annotations
 
+import copy
 import json
 from typing import Any
 
@@ -10,6 +11,7 @@ from experiment_operator.runtime.cache import (
     APPLIED,
     LAST_APPLIED_ANNOTATION,
     SHARED_STRING_MAX_LEN,
+    SYNTHETIC_KEYS,
     cache_transform,
     share_strings,
 )
@@ -97,9 +99,44 @@ def test_managed_fields_and_last_applied_go_the_digest_stays() -> None:
 
 def test_slim_kinds_keep_metadata_and_the_named_fields() -> None:
     cached = STATUS_ONLY(deployment("a"))
-    assert set(cached) == {"apiVersion", "kind", "metadata", "status", APPLIED}
+    assert set(cached) == {"apiVersion", "kind", "metadata", "status", *SYNTHETIC_KEYS}
     assert cached["status"] == {"replicas": 1}
     assert set(cached["metadata"]) == {"name", "namespace", "uid", "resourceVersion", "annotations"}
     assert cached[APPLIED] == applied_digest(deployment("a"))
     metadata_only = cache_transform(())(deployment("a"))
-    assert set(metadata_only) == {"apiVersion", "kind", "metadata", APPLIED}
+    assert set(metadata_only) == {"apiVersion", "kind", "metadata", *SYNTHETIC_KEYS}
+
+
+def _with_stale_digest(cached: dict[str, Any]) -> dict[str, Any]:
+    """A cached form whose digest could only have been reused, never computed."""
+    return {**cached, APPLIED: b"reused"}
+
+
+def test_digest_is_reused_while_what_it_depends_on_is_unchanged() -> None:
+    previous = _with_stale_digest(STATUS_ONLY(deployment("a")))
+    status_update = deployment("a")
+    status_update["metadata"]["resourceVersion"] = "8"
+    status_update["status"] = {"replicas": 1, "readyReplicas": 1}
+    status_update["metadata"]["managedFields"].append({"manager": "kubelet", "operation": "Update"})
+    assert STATUS_ONLY(status_update, previous)[APPLIED] == b"reused"
+
+
+def test_digest_is_computed_again_when_an_input_changed() -> None:
+    previous = _with_stale_digest(STATUS_ONLY(deployment("a")))
+    ours_changed = deployment("a")
+    ours_changed["spec"]["replicas"] = 2
+    set_changed = deployment("a")
+    set_changed["metadata"]["managedFields"][0]["fieldsV1"] = {"f:spec": {"f:paused": {}}}
+    label_owned = deployment("a")
+    label_owned["metadata"]["managedFields"][0]["fieldsV1"]["f:metadata"] = {"f:labels": {}}
+    label_owned["metadata"]["labels"] = {"team": "a"}
+    relabelled = copy.deepcopy(label_owned)
+    relabelled["metadata"]["labels"] = {"team": "b"}
+    for changed in (ours_changed, set_changed, label_owned):
+        cached = STATUS_ONLY(changed, previous)
+        assert cached[APPLIED] == applied_digest(changed)
+    label_previous = _with_stale_digest(STATUS_ONLY(label_owned))
+    assert STATUS_ONLY(relabelled, label_previous)[APPLIED] == applied_digest(relabelled)
+    assert STATUS_ONLY(deployment("a"), {"metadata": {}})[APPLIED] == applied_digest(
+        deployment("a")
+    )
