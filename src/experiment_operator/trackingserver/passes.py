@@ -16,6 +16,8 @@ class Pass:
     obj: Obj
     ts: TrackingServer
     wrote: bool = False
+    applied: list[str] = field(default_factory=list)
+    """`Kind/name` of each child this pass changed, for its one log line."""
     foreign: list[str] = field(default_factory=list)
     not_served: list[str] = field(default_factory=list)
     problems: list[ConditionValue] = field(default_factory=list)

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from lightkube.core import resource as lkr
 from lightkube.core.exceptions import ApiError
 from lightkube.resources.apps_v1 import Deployment
-from lightkube.resources.core_v1 import PersistentVolumeClaim, Pod
+from lightkube.resources.core_v1 import PersistentVolumeClaim, Pod, Secret
 from pydantic import ValidationError
 
 from experiment_operator.api.trackingserver import TrackingServer
@@ -44,7 +44,7 @@ from experiment_operator.trackingserver.children import (
     unwanted_children,
 )
 from experiment_operator.trackingserver.gatewaystatus import gateway_findings
-from experiment_operator.trackingserver.labels import INSTANCE_LABEL, backend_store_secret_name
+from experiment_operator.trackingserver.labels import INSTANCE_LABEL
 from experiment_operator.trackingserver.mlflow import ServerPlan, server_command
 from experiment_operator.trackingserver.passes import Pass, version
 from experiment_operator.trackingserver.resources import TrackingServerResource, kind_of
@@ -54,11 +54,14 @@ from experiment_operator.trackingserver.rollouts import (
     QuietRollouts,
 )
 from experiment_operator.trackingserver.routingapi import RoutingChooser
-from experiment_operator.trackingserver.secrets import credentials_source
 from experiment_operator.trackingserver.speccheck import SpecChecks
 from experiment_operator.trackingserver.status import ConditionValue, Findings
 from experiment_operator.trackingserver.url import InvalidURLError
-from experiment_operator.trackingserver.workload import deployment
+from experiment_operator.trackingserver.workload import (
+    deployment,
+    deployment_reads,
+    deployment_versions,
+)
 
 log = logging.getLogger(__name__)
 
@@ -149,7 +152,6 @@ class TrackingServerReconciler:
             return Result()
         if self.created.unmet(p.key, lambda child: self._cached(p, *child)):
             return Result(requeue_after=1.0)  # the awaited events queue it sooner
-        logger = bind(log, key=f"{p.namespace}/{p.name}")
         tls_value, tls_present, keep_tls_secret = await self.checks.tls(p)
         await self.checks.credentials(p)
         self._check_volume_spec(p)
@@ -162,7 +164,9 @@ class TrackingServerReconciler:
             p.deployment = self.manager.cache(Deployment).get(p.namespace, p.name)
             return await self._finish(p, tls_value)
         options = await self.routing.options_for(p)
-        children = build_children(p.ts, options, tls_secret_present=tls_present)
+        secrets = self.manager.cache(Secret)
+        expected = deployment_versions(p.ts, lambda name: secrets.get(p.namespace, name))
+        children = build_children(p.ts, options, tls_secret_present=tls_present, **expected)
         unwanted = unwanted_children(p.name, children)
         if keep_tls_secret:  # an invalid cert/key: neither write it nor delete what exists
             children = [c for c in children if not self._is_tls_secret(c, p)]
@@ -170,12 +174,14 @@ class TrackingServerReconciler:
         # Secrets whose resourceVersions its pod template carries, and the claim (a foreign one
         # keeps it at 0 replicas). Nothing waits for the Service, whose ClusterIP allocation
         # takes seconds in a burst.
-        inputs = [c for c in children if self._deployment_reads(c, p)]
+        inputs = [c for c in children if deployment_reads(c, p.ts)]
         if not await self._retain_first(p, inputs):
             return Result(requeue=True)
-        others = [c for c in children if c not in inputs and c["kind"] != "Deployment"]
+        others = [c for c in children if not deployment_reads(c, p.ts)]
+        built = next(c for c in others if c["kind"] == "Deployment")
+        others.remove(built)
         p.deployment, _ = await asyncio.gather(
-            self._apply_deployment(p, plan, inputs), self._apply_all(p, others)
+            self._apply_deployment(p, plan, inputs, (built, expected)), self._apply_all(p, others)
         )
         tls_value = gateway_findings(self.manager, p, options, children, tls_value, tls_present)
         await self._delete_unwanted(p, unwanted)
@@ -183,16 +189,15 @@ class TrackingServerReconciler:
             p.wrote = True
         if not p.wrote:
             return await self._finish(p, tls_value)
-        logger.info("children synced")
+        bind(log, key=f"{p.namespace}/{p.name}").info(
+            "children synced", extra={"applied": p.applied}
+        )
         self.recorder.post(p.obj, NORMAL, SYNCED, SYNCED_MESSAGE)
         return await self._finish(p, tls_value)
 
     def _pods(self, p: Pass) -> list[Obj]:
         """The TrackingServer's Pods from the label-selected Pod cache."""
-        pods = self.manager.cache(Pod).list(p.namespace)
-        return [
-            o for o in pods if (o["metadata"].get("labels") or {}).get(INSTANCE_LABEL) == p.name
-        ]
+        return self.manager.cache(Pod).with_label(p.namespace, INSTANCE_LABEL, p.name)
 
     async def _finish(self, p: Pass, tls_value: ConditionValue) -> Result:
         """Write the status (if it changed) and the Warning Events of new problems."""
@@ -258,37 +263,24 @@ class TrackingServerReconciler:
     def _is_tls_secret(self, child: Obj, p: Pass) -> bool:
         return bool(child["kind"] == "Secret" and child["metadata"]["name"] == p.name)
 
-    def _is_owned_credentials(self, child: Obj, p: Pass) -> bool:
-        source = credentials_source(p.ts)
-        return (
-            child["kind"] == "Secret"
-            and source is not None
-            and source.owned
-            and child["metadata"]["name"] == source.secret_name
-        )
-
-    def _is_backend_store(self, child: Obj, p: Pass) -> bool:
-        return bool(
-            child["kind"] == "Secret"
-            and child["metadata"]["name"] == backend_store_secret_name(p.name)
-        )
-
-    def _deployment_reads(self, child: Obj, p: Pass) -> bool:
-        return (
-            child["kind"] == "PersistentVolumeClaim"
-            or self._is_owned_credentials(child, p)
-            or self._is_backend_store(child, p)
-        )
-
-    async def _apply_deployment(self, p: Pass, plan: ServerPlan, inputs: list[Obj]) -> Obj | None:
-        """Apply `inputs`, then the Deployment that carries their resourceVersions."""
-        versions: dict[str, str | None] = {}
-        for child, live in zip(inputs, await self._apply_all(p, inputs), strict=True):
-            if self._is_owned_credentials(child, p):
-                versions["credentials_version"] = version(live)
-            if self._is_backend_store(child, p):
-                versions["backend_store_version"] = version(live)
-        child = deployment(p.ts, plan, **versions)
+    async def _apply_deployment(
+        self,
+        p: Pass,
+        plan: ServerPlan,
+        inputs: list[Obj],
+        built: tuple[Obj, dict[str, str | None]],
+    ) -> Obj | None:
+        """Apply `inputs`, then the Deployment that carries their resourceVersions: the one
+        `built` with the cached versions, unless applying the inputs changed them."""
+        applied = {
+            child["metadata"]["name"]: live
+            for child, live in zip(inputs, await self._apply_all(p, inputs), strict=True)
+            if child["kind"] == "Secret"
+        }
+        child, expected = built
+        versions = deployment_versions(p.ts, applied.get)
+        if versions != expected:
+            child = deployment(p.ts, plan, **versions)
         if p.volume_foreign:  # never a Pod on someone else's claim (on its data)
             child["spec"]["replicas"] = 0
         return await self._apply(p, child)
@@ -343,7 +335,7 @@ class TrackingServerReconciler:
             p.wrote = True
             if store is not None:
                 self.echoes.seen(applied, store.get(p.namespace, name))
-            log.info("applied", extra={"key": f"{p.namespace}/{name}", "kind": kind})
+            p.applied.append(f"{kind}/{name}")
             if kind == "Deployment":
                 self.rollouts.started(p.key)
         return applied

@@ -9,6 +9,7 @@ shutdown, and the Pod fields users set (env, scheduling, ServiceAccount, pull Se
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from experiment_operator.api.trackingserver import TrackingServer
@@ -224,6 +225,35 @@ def deployment(
             "template": {"metadata": template_meta, "spec": _pod_spec(ts, plan)},
         },
     }
+
+
+def _versioned_secrets(ts: TrackingServer) -> dict[str, str]:
+    """`deployment`'s version keywords → the owned Secret each takes the resourceVersion of."""
+    names = {"backend_store_version": backend_store_secret_name(ts.metadata.name)}
+    source = credentials_source(ts)
+    if source is not None and source.owned:
+        names["credentials_version"] = source.secret_name
+    return names
+
+
+def deployment_reads(child: Mapping[str, Any], ts: TrackingServer) -> bool:
+    """Whether the Deployment depends on `child` (applied before it): the claim it mounts, or
+    an owned Secret whose resourceVersion its pod template carries."""
+    kind, name = child["kind"], child["metadata"]["name"]
+    return kind == "PersistentVolumeClaim" or (
+        kind == "Secret" and name in _versioned_secrets(ts).values()
+    )
+
+
+def deployment_versions(
+    ts: TrackingServer, live: Callable[[str], Mapping[str, Any] | None]
+) -> dict[str, str | None]:
+    """`deployment`'s version keywords, from the owned Secrets `live` finds by name."""
+    versions: dict[str, str | None] = {"credentials_version": None}
+    for keyword, name in _versioned_secrets(ts).items():
+        secret = live(name)
+        versions[keyword] = None if secret is None else secret["metadata"].get("resourceVersion")
+    return versions
 
 
 def service(ts: TrackingServer) -> dict[str, Any]:

@@ -25,6 +25,8 @@ from experiment_operator.trackingserver.routing import nginx_ingresses
 from experiment_operator.trackingserver.workload import (
     BACKEND_STORE_VERSION_ANNOTATION,
     CREDENTIALS_VERSION_ANNOTATION,
+    deployment_reads,
+    deployment_versions,
 )
 from experiment_operator.trackingserver.workload import deployment as build_deployment
 
@@ -136,6 +138,46 @@ def test_backend_uri_with_password_goes_through_a_secret(sample: Sample) -> None
     }
     assert "s3cr3t" not in yaml.safe_dump(dep)
     assert [c["kind"] for c in children].index("Deployment") > children.index(secret)
+
+
+def test_deployment_reads_the_claim_and_the_owned_secrets_it_carries_versions_of(
+    sample: Sample,
+) -> None:
+    ts = sample("blog", backend_uri=PG_URI, volumeSize="1Gi", storageClassName="standard")
+    children = build_children(ts, ChildOptions(), tls_secret_present=True)
+    read = [f"{c['kind']}/{c['metadata']['name']}" for c in children if deployment_reads(c, ts)]
+    assert sorted(read) == [
+        "PersistentVolumeClaim/trackingserver",
+        "Secret/trackingserver-backend-store",
+        "Secret/trackingserver-s3-credentials",
+    ]
+    live = {"trackingserver-s3-credentials": "7", "trackingserver-backend-store": "8"}
+
+    def find(name: str) -> dict[str, Any] | None:
+        rv = live.get(name)
+        return None if rv is None else {"metadata": {"name": name, "resourceVersion": rv}}
+
+    assert deployment_versions(ts, find) == {
+        "credentials_version": "7",
+        "backend_store_version": "8",
+    }
+    assert deployment_versions(ts, lambda name: None) == {
+        "credentials_version": None,
+        "backend_store_version": None,
+    }
+
+
+def test_users_credentials_secret_is_neither_read_first_nor_versioned(sample: Sample) -> None:
+    ts = sample(
+        "blog",
+        aws_access_key=None,
+        aws_secret_key=None,
+        s3CredentialsSecretRef={"name": "mlflow-s3"},
+    )
+    users = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "mlflow-s3"}}
+    assert not deployment_reads(users, ts)
+    found = {"metadata": {"name": "any", "resourceVersion": "9"}}
+    assert deployment_versions(ts, lambda name: found)["credentials_version"] is None
 
 
 @pytest.mark.parametrize(
