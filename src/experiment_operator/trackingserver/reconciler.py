@@ -174,14 +174,14 @@ class TrackingServerReconciler:
         # Secrets whose resourceVersions its pod template carries, and the claim (a foreign one
         # keeps it at 0 replicas). Nothing waits for the Service, whose ClusterIP allocation
         # takes seconds in a burst.
-        inputs = [c for c in children if deployment_reads(c, p.ts)]
+        reads = [deployment_reads(c, p.ts) for c in children]
+        inputs = [c for c, read in zip(children, reads, strict=True) if read]
         if not await self._retain_first(p, inputs):
             return Result(requeue=True)
-        others = [c for c in children if not deployment_reads(c, p.ts)]
-        built = next(c for c in others if c["kind"] == "Deployment")
-        others.remove(built)
+        built = next(c for c in children if c["kind"] == "Deployment")
+        others = [c for c, read in zip(children, reads, strict=True) if not read and c is not built]
         p.deployment, _ = await asyncio.gather(
-            self._apply_deployment(p, plan, inputs, (built, expected)), self._apply_all(p, others)
+            self._apply_deployment(p, plan, inputs, built, expected), self._apply_all(p, others)
         )
         tls_value = gateway_findings(self.manager, p, options, children, tls_value, tls_present)
         await self._delete_unwanted(p, unwanted)
@@ -268,19 +268,18 @@ class TrackingServerReconciler:
         p: Pass,
         plan: ServerPlan,
         inputs: list[Obj],
-        built: tuple[Obj, dict[str, str | None]],
+        built: Obj,
+        expected: dict[str, str | None],
     ) -> Obj | None:
-        """Apply `inputs`, then the Deployment that carries their resourceVersions: the one
-        `built` with the cached versions, unless applying the inputs changed them."""
+        """Apply `inputs`, then the Deployment that carries their resourceVersions: `built`
+        with the `expected` (cached) versions, unless applying the inputs changed them."""
         applied = {
             child["metadata"]["name"]: live
             for child, live in zip(inputs, await self._apply_all(p, inputs), strict=True)
             if child["kind"] == "Secret"
         }
-        child, expected = built
         versions = deployment_versions(p.ts, applied.get)
-        if versions != expected:
-            child = deployment(p.ts, plan, **versions)
+        child = built if versions == expected else deployment(p.ts, plan, **versions)
         if p.volume_foreign:  # never a Pod on someone else's claim (on its data)
             child["spec"]["replicas"] = 0
         return await self._apply(p, child)
