@@ -6,6 +6,11 @@ used to cost a reconcile: in a burst of 1000 new TrackingServers two of the ~4.8
 CR were echoes (the CR's status, the children it created; bench/RESULTS.md, round 8). The
 controller drops an event when the object's resourceVersion is one its reconciler recorded as
 seen; any other event of that object, or a later version, is delivered as before.
+
+Until that event comes, the write's response is also the newest state of the object this
+process knows: the cache still holds a version from before the write. A pass in that window
+(started by another object's event, a resync) reads the response (`unseen_write`) instead, and
+does not apply again what it has just applied.
 """
 
 from __future__ import annotations
@@ -28,10 +33,10 @@ def _key(obj: Mapping[str, Any]) -> EchoKey:
 
 
 class Echoes:
-    """The resourceVersion of each object a reconciler wrote and saw, until its event comes."""
+    """Each object a reconciler wrote and saw, as the write left it, until its event comes."""
 
     def __init__(self) -> None:
-        self._seen: dict[EchoKey, str] = {}
+        self._seen: dict[EchoKey, Obj] = {}
 
     def __len__(self) -> int:
         return len(self._seen)
@@ -42,16 +47,23 @@ class Echoes:
         now; if it already has this version, the event came before the response did."""
         rv = obj["metadata"].get("resourceVersion")
         if rv and (cached is None or cached["metadata"].get("resourceVersion") != rv):
-            self._seen[_key(obj)] = str(rv)
+            self._seen[_key(obj)] = obj
+
+    def unseen_write(self, api_version: str, kind: str, namespace: str, name: str) -> Obj | None:
+        """The object as this process's write left it, while no event of it has come since:
+        newer than the cached copy (which may lag seconds behind under load)."""
+        group = api_version.rpartition("/")[0]
+        return self._seen.get((group, kind, namespace, name))
 
     def is_echo(self, change: Change) -> bool:
         """Whether `change` delivers an object exactly as the reconciler saw it. Any event of
         the object ends the record, so a version the reconciler never saw always counts."""
-        rv = self._seen.pop(_key(change.obj), None)
+        written = self._seen.pop(_key(change.obj), None)
         return (
-            rv is not None
+            written is not None
             and change.type != "DELETED"
-            and change.obj["metadata"].get("resourceVersion") == rv
+            and change.obj["metadata"].get("resourceVersion")
+            == written["metadata"]["resourceVersion"]
         )
 
 

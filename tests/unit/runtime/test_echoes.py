@@ -64,3 +64,23 @@ def test_a_status_write_that_landed_on_a_spec_change_is_no_echo() -> None:
     relabelled = copy.deepcopy(written)
     relabelled["metadata"]["labels"] = {"team": "b"}
     assert not only_status_changed(read, relabelled)
+
+
+def test_a_write_is_the_newest_state_until_any_event_of_the_object_comes() -> None:
+    echoes = Echoes()
+    written = obj("5", data={"k": "new"})
+    echoes.seen(written, cached=obj("4"))
+    assert echoes.unseen_write("v1", "Secret", "team-a", "a") is written
+    assert echoes.unseen_write("v1", "Secret", "team-b", "a") is None
+    assert echoes.unseen_write("traefik.io/v1alpha1", "Secret", "team-a", "a") is None
+    echoes.is_echo(Change("MODIFIED", obj("4"), obj("3")))  # an older event: the record ends
+    assert echoes.unseen_write("v1", "Secret", "team-a", "a") is None
+
+
+def test_no_unseen_write_once_the_cache_holds_it() -> None:
+    echoes = Echoes()
+    echoes.seen(obj("5"), cached=obj("5"))
+    assert echoes.unseen_write("v1", "Secret", "team-a", "a") is None
+    echoes.seen(obj("6"), cached=obj("5"))
+    assert echoes.is_echo(Change("MODIFIED", obj("6"), obj("5")))
+    assert echoes.unseen_write("v1", "Secret", "team-a", "a") is None
