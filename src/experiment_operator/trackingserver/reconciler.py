@@ -31,7 +31,6 @@ from experiment_operator.runtime.apply import (
 from experiment_operator.runtime.controller import Request, Result
 from experiment_operator.runtime.echoes import Echoes, only_status_changed
 from experiment_operator.runtime.events import NORMAL, WARNING, EventRecorder, redact
-from experiment_operator.runtime.expectations import Expectations
 from experiment_operator.runtime.kubeapi import KindInfo, Obj
 from experiment_operator.runtime.logging import bind
 from experiment_operator.runtime.manager import Manager
@@ -115,7 +114,6 @@ class TrackingServerReconciler:
         self.clock = clock
         self.recheck_interval = recheck_interval
         self.rollouts = QuietRollouts()
-        self.created: Expectations[tuple[str, str], tuple[type[lkr.Resource], str]] = Expectations()
         self.written = WrittenStatus()
         self.echoes = Echoes()
         self.routing = RoutingChooser(manager, options, interval=recheck_interval)
@@ -125,7 +123,6 @@ class TrackingServerReconciler:
         obj = self.manager.cache(TrackingServerResource).get(request.namespace, request.name)
         if obj is None:
             self.rollouts.forget((request.namespace, request.name))
-            self.created.forget((request.namespace, request.name))
             self.written.forget(request.namespace, request.name)
             return Result()  # deleted: the garbage collector removes the children
         try:
@@ -150,8 +147,6 @@ class TrackingServerReconciler:
         if p.ts.metadata.deletion_timestamp:
             await lifecycle.finalize(self.client, TS_KIND, p)
             return Result()
-        if self.created.unmet(p.key, lambda child: self._cached(p, *child)):
-            return Result(requeue_after=1.0)  # the awaited events queue it sooner
         tls_value, tls_present, keep_tls_secret = await self.checks.tls(p)
         await self.checks.credentials(p)
         self._check_volume_spec(p)
@@ -161,11 +156,10 @@ class TrackingServerReconciler:
             # Stored before the CRD's rules: change nothing, say why.
             p.problems.append(ConditionValue("False", status.INVALID_URL, f"spec.url: {err}"))
             p.routing_failed = True
-            p.deployment = self.manager.cache(Deployment).get(p.namespace, p.name)
+            p.deployment = self._latest(Deployment, p.namespace, p.name)
             return await self._finish(p, tls_value)
         options = await self.routing.options_for(p)
-        secrets = self.manager.cache(Secret)
-        expected = deployment_versions(p.ts, lambda name: secrets.get(p.namespace, name))
+        expected = deployment_versions(p.ts, lambda name: self._latest(Secret, p.namespace, name))
         children = build_children(p.ts, options, tls_secret_present=tls_present, **expected)
         unwanted = unwanted_children(p.name, children)
         if keep_tls_secret:  # an invalid cert/key: neither write it nor delete what exists
@@ -256,9 +250,13 @@ class TrackingServerReconciler:
         except KeyError:
             return None
 
-    def _cached(self, p: Pass, res: type[lkr.Resource], name: str) -> bool:
-        store = self._store(res)
-        return store is None or store.get(p.namespace, name) is not None
+    def _latest(self, res: type[lkr.Resource], namespace: str, name: str) -> Obj | None:
+        """The newest copy we know of a watched child: the response of our write until its
+        event comes (see `Echoes.unseen_write`), else the cache's."""
+        store = self.manager.cache(res)
+        info = KindInfo.of(res)
+        written = self.echoes.unseen_write(info.api_version, info.kind, namespace, name)
+        return written if written is not None else store.get(namespace, name)
 
     def _is_tls_secret(self, child: Obj, p: Pass) -> bool:
         return bool(child["kind"] == "Secret" and child["metadata"]["name"] == p.name)
@@ -298,7 +296,7 @@ class TrackingServerReconciler:
             p.routing_failed = p.routing_failed or kind in ROUTING_KINDS
             p.requeue_after.append(10 * self.recheck_interval)
             return None
-        live = store.get(p.namespace, name) if store is not None else None
+        live = None if res is None or store is None else self._latest(res, p.namespace, name)
         if (
             live is not None
             and kind == "PersistentVolumeClaim"
@@ -328,8 +326,6 @@ class TrackingServerReconciler:
             p.volume = forbidden
             p.problems.append(forbidden)
             return live
-        if live is None and res is not None:
-            self.created.expect(p.key, (res, name))
         if version(live) != version(applied):
             p.wrote = True
             if store is not None:
@@ -375,7 +371,7 @@ class TrackingServerReconciler:
         """With Retain, the finalizer goes on before the PVC is created or adopted: deleted in
         between, the TrackingServer would take the claim to the garbage collector with it.
         False when the TrackingServer was stale or is gone (nothing may be applied)."""
-        live = self.manager.cache(PersistentVolumeClaim).get(p.namespace, p.name)
+        live = self._latest(PersistentVolumeClaim, p.namespace, p.name)
         retains = lifecycle.retains(p.ts, children, foreign=p.volume_foreign)
         if not retains or (live and lifecycle.is_foreign(live, p.obj)):
             return True
