@@ -72,13 +72,15 @@ def reconciles() -> float:
     )
 
 
-async def settled() -> float:
-    """The reconcile count once it has not changed for a second."""
-    while True:
-        count = reconciles()
+async def settled(within: int = 30) -> float:
+    """The reconcile count once it has not changed for a second (or after `within` seconds)."""
+    count = reconciles()
+    for _ in range(within):
         await asyncio.sleep(1.0)
         if reconciles() == count:
-            return count
+            break
+        count = reconciles()
+    return count
 
 
 async def image_is(kube: AsyncClient, namespace: str, image: str) -> bool:
