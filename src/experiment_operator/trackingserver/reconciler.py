@@ -1,7 +1,8 @@
 """The TrackingServer reconciler: one level-triggered pass from the spec to the cluster.
 
-Reads the TrackingServer and its children from the manager's caches, applies every desired child
-(server-side apply; nothing is sent when a child already matches), deletes owned leftovers,
+Reads the TrackingServer and its children from the manager's caches (a child it wrote, from the
+write's response until the cache has it), applies every desired child (server-side apply;
+nothing is sent when a child already matches), deletes owned leftovers,
 and writes status and Events only when something changed. An unchanged world costs no write.
 """
 
@@ -270,7 +271,7 @@ class TrackingServerReconciler:
         expected: dict[str, str | None],
     ) -> Obj | None:
         """Apply `inputs`, then the Deployment that carries their resourceVersions: `built`
-        with the `expected` (cached) versions, unless applying the inputs changed them."""
+        with the `expected` versions (as last known), unless applying the inputs changed them."""
         applied = {
             child["metadata"]["name"]: live
             for child, live in zip(inputs, await self._apply_all(p, inputs), strict=True)
