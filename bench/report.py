@@ -64,11 +64,15 @@ def _children_bound(run: Run, extra: int = 2) -> float:
 
 
 def derive(run: Run) -> Run:
-    """Values computed from others in the same run: the ratio to the floor, RSS per CR."""
+    """Values computed from others in the same run: the ratios to the floor and to the
+    original, RSS per CR."""
     ready, floor = _get(run, "create.ready_seconds"), _get(run, "floor.ready_seconds")
     derived: Run = {}
     if ready and floor:
         derived["ready_ratio_to_floor"] = round(ready / floor, 2)
+    original = _get(run, "peer.create.ready_seconds")
+    if ready and original:  # our all Ready (status written) against its all available
+        derived["ready_ratio_to_original"] = round(ready / original, 2)
     ratios = [p["ratio"] for p in run.get("pairs") or []]
     if len(ratios) > 1:  # the machine's speed drifts: the median of several pairs
         derived["ready_ratio_to_floor"] = round(statistics.median(ratios), 2)
@@ -149,6 +153,10 @@ METRICS = (
            "≤ 20", lambda v, _: v <= 20),
     Metric("peer_ready_seconds", "original: seconds until all Deployments available",
            "peer.create.ready_seconds"),
+    Metric("ready_ratio_to_original", "create burst: all Ready / original's all available",
+           "derived.ready_ratio_to_original", "< 1", lambda v, _: v < 1),
+    Metric("peer_cpu_seconds_create", "original: its CPU seconds for the burst",
+           "peer.create.operator_cpu_seconds"),
     Metric("peer_requests_per_cr_create", "original: requests per new CR",
            "peer.create.requests_per_cr"),
     Metric("peer_writes_per_cr_create", "original: writes per new CR",
