@@ -16,6 +16,7 @@ from experiment_operator.runtime.kubeapi import (
     api_error,
     format_selector,
     http,
+    prepare_connections,
 )
 from experiment_operator.runtime.throttle import RetryAfterTransport, honour_retry_after
 
@@ -84,3 +85,12 @@ def test_connections_reset_when_closed() -> None:
     assert isinstance(transport, RetryAfterTransport)
     pool = transport.inner._pool  # type: ignore[attr-defined]
     assert pool._socket_options == [ABORTIVE_CLOSE]
+
+
+def test_prepared_connections_stay_open_up_to_the_pool_limit() -> None:
+    """httpx keeps 20 idle connections of 100: a burst above 20 in flight reconnected (TLS)."""
+    client = _client()
+    honour_retry_after(client)
+    prepare_connections(client)
+    pool = http(client)._transport.inner._pool  # type: ignore[attr-defined]
+    assert pool._max_keepalive_connections == pool._max_connections == 100
