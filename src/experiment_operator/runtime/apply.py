@@ -6,8 +6,10 @@ No read precedes a write. An object we have no cached copy of is applied create-
 body carries a resourceVersion no stored object can have, so the API server creates the object
 if the name is free and answers 409 Conflict, writing nothing, if anything has the name —
 only then do we read it, to tell a foreign object (hands off) from one of ours the cache has not
-seen yet. (A POST would be create-only too, but leaves the fields owned by an `Update` entry,
-and later applies could then never remove a field.) An object we have cached, and control,
+seen yet. Kinds the API server adds no defaults to may be created with a POST instead (as
+create-only, and cheaper for the API server than an apply): the object's fields then belong to
+our `Update` entry, which is taken over into our `Apply` entry before the first change, so that
+later applies can remove fields. An object we have cached, and control,
 is applied with its uid in the body: should it have been replaced by a same-name object
 meanwhile, the API server refuses (uid is immutable) instead of modifying the stranger.
 """
@@ -24,9 +26,9 @@ from lightkube.core import resource as lkr
 from lightkube.core.exceptions import ApiError
 
 from . import kubeapi
-from .cache import APPLIED
+from .cache import APPLIED, CREATED
 from .fieldset import FIELD_MANAGER as FIELD_MANAGER
-from .fieldset import applied_digest, desired_digest, union_fields
+from .fieldset import desired_digest, digest, is_update, project, union_fields, written_entry
 from .kubeapi import KindInfo, Obj
 from .store import controller_owner
 
@@ -172,13 +174,17 @@ async def take_over_fields(
         live = fresh
 
 
-def applied_state(live: Mapping[str, Any]) -> bytes | None:
-    """The digest of what we applied to `live` (a cached object carries it, a full object's
-    managedFields give it); None when our field manager never applied it."""
+def applied_state(live: Mapping[str, Any]) -> tuple[bytes | None, bool]:
+    """The digest of what we wrote to `live` (a cached object carries it, a full object's
+    managedFields give it; None when our field manager never wrote it), and whether a create
+    (POST) wrote it rather than an apply."""
     if APPLIED in live:
         value = live[APPLIED]
-        return value if isinstance(value, bytes) else None
-    return applied_digest(live)
+        return (value if isinstance(value, bytes) else None), bool(live.get(CREATED))
+    entry = written_entry(live)
+    if entry is None:
+        return None, False
+    return digest(project(live, entry.get("fieldsV1") or {})), is_update(entry)
 
 
 async def _send_apply(client: AsyncClient, kind: KindInfo, namespace: str, body: Obj) -> Obj:
@@ -205,16 +211,36 @@ async def _guarded_apply(
         raise
 
 
+async def _create(client: AsyncClient, kind: KindInfo, namespace: str, body: Obj) -> Obj | None:
+    """POST `body`; None when the name is taken (409 AlreadyExists: nothing was written)."""
+    try:
+        return await kubeapi.request(
+            client, "POST", kind.path(namespace), params={"fieldManager": FIELD_MANAGER}, body=body
+        )
+    except ApiError as err:
+        if err.status.code == 409:
+            return None
+        raise
+
+
 async def apply_owned(
-    client: AsyncClient, desired: Obj, owner: Obj, live: Obj | None = None
+    client: AsyncClient,
+    desired: Obj,
+    owner: Obj,
+    live: Obj | None = None,
+    *,
+    post_create: bool = False,
 ) -> Obj:
     """Server-side apply `desired` (field manager FIELD_MANAGER, force) as a child of `owner`.
 
     `live` is the cached copy (or None: not cached). Raises NotOwnedError, without writing, if
     an object of that name exists and `owner` does not control it. Makes no request at all when
     `live` already holds exactly what we would apply. An object the owner controls but we never
-    applied (made by an earlier, update-style controller) is taken over first
-    (`take_over_fields`). Returns the live object after the write (or `live`).
+    applied (made by an earlier, update-style controller, or by our own POST) is taken over
+    first (`take_over_fields`). `post_create`: a missing object is created with a POST, for
+    kinds the API server adds no defaults to (else the create's field set holds the defaults
+    and never equals the body's: one take-over and apply after every create). Returns the live
+    object after the write (or `live`).
     """
     kind = KindInfo.for_object(desired)
     body = with_controller_reference(desired, owner)
@@ -226,8 +252,12 @@ async def apply_owned(
     owner_uid = owner["metadata"]["uid"]
     for _ in range(3):  # a guard fails only when the object changed hands meanwhile
         if live is None:
-            created = await _guarded_apply(
-                client, kind, namespace, body, resourceVersion=CREATE_ONLY
+            created = (
+                await _create(client, kind, namespace, body)
+                if post_create
+                else await _guarded_apply(
+                    client, kind, namespace, body, resourceVersion=CREATE_ONLY
+                )
             )
             if created is not None:
                 return created
@@ -236,15 +266,15 @@ async def apply_owned(
                 continue  # deleted in between: create again
         if not is_controlled_by(live, owner_uid):
             raise NotOwnedError(kind.kind, namespace, meta["name"])
-        state = applied_state(live)
-        if state is None:  # an earlier controller's object: take its fields over first
+        state, created_by_post = applied_state(live)
+        if state is not None and state == desired_digest(body):
+            return live
+        if state is None or created_by_post:  # written by updates: take the fields over first
             if APPLIED in live:  # a cached copy has no managedFields: read them
                 live = await kubeapi.get(client, kind, namespace, meta["name"])
                 if live is None or not is_controlled_by(live, owner_uid):
                     continue
             await take_over_fields(client, kind, live, owner_uid)
-        elif state == desired_digest(body):
-            return live
         applied = await _guarded_apply(client, kind, namespace, body, uid=live["metadata"]["uid"])
         if applied is not None:
             return applied

@@ -15,7 +15,7 @@ import sys
 from collections.abc import Iterable
 from typing import Any
 
-from .fieldset import apply_entry, digest, project, projection_inputs
+from .fieldset import digest, is_update, project, projection_inputs, written_entry
 from .informer import Transform
 from .kubeapi import Obj
 
@@ -27,7 +27,11 @@ APPLIED_FROM = "@applied-from"
 """Synthetic top-level key beside `APPLIED`: `projection_inputs` of the object it was
 computed from, so that the next version of the object reuses it when they are equal."""
 
-SYNTHETIC_KEYS = (APPLIED, APPLIED_FROM)
+CREATED = "@created"
+"""Synthetic top-level key beside `APPLIED`, present (True) when the digest is of our `Update`
+entry: an object we created with a POST, to be taken over before it is changed."""
+
+SYNTHETIC_KEYS = (APPLIED, APPLIED_FROM, CREATED)
 
 LAST_APPLIED_ANNOTATION = "kubectl.kubernetes.io/last-applied-configuration"
 
@@ -85,10 +89,12 @@ def _metadata(meta: dict[str, Any], slim: bool) -> dict[str, Any]:
 def _add_applied(compact: Obj, obj: Obj, previous: Obj | None) -> None:
     """Set `APPLIED` (and `APPLIED_FROM`) of `obj` on its cached form, reusing the digest
     `previous` (the cached form of the version before) carries when its inputs are equal."""
-    entry = apply_entry(obj)
+    entry = written_entry(obj)
     if entry is None:
         compact[APPLIED] = None
         return
+    if is_update(entry):
+        compact[CREATED] = True
     fields = entry.get("fieldsV1") or {}
     inputs = projection_inputs(obj, fields)
     if previous is not None and previous.get(APPLIED_FROM) == inputs:

@@ -5,7 +5,8 @@ projection of the live object onto our set is exactly "what the server now holds
 applied": if it equals the body we are about to apply, the apply would change nothing. A drift
 (someone else changed or removed one of our fields: the field leaves our set) and a field we
 stopped sending both make the two differ. Comparing 16-byte digests of both sides lets caches
-drop every body they do not otherwise need (see `runtime.cache`).
+drop every body they do not otherwise need (see `runtime.cache`). An object we created with a
+POST has our `Update` entry instead, whose set is the body's when the server added no defaults.
 """
 
 from __future__ import annotations
@@ -80,21 +81,28 @@ def digest(value: Any) -> bytes:
     ).digest()
 
 
-def apply_entry(obj: Mapping[str, Any], manager: str = FIELD_MANAGER) -> Mapping[str, Any] | None:
-    """`manager`'s Apply entry of the main resource (not a subresource), if any."""
+def written_entry(obj: Mapping[str, Any], manager: str = FIELD_MANAGER) -> Mapping[str, Any] | None:
+    """`manager`'s entry of the main resource (not a subresource): its Apply entry, else its
+    Update entry (an object it created with a POST and has not applied since), else None."""
+    update = None
     for entry in obj.get("metadata", {}).get("managedFields") or []:
-        if (
-            entry.get("manager") == manager
-            and entry.get("operation") == "Apply"
-            and not entry.get("subresource")
-        ):
+        if entry.get("manager") != manager or entry.get("subresource"):
+            continue
+        if entry.get("operation") == "Apply":
             return entry  # type: ignore[no-any-return]
-    return None
+        if entry.get("operation") == "Update":
+            update = entry
+    return update
+
+
+def is_update(entry: Mapping[str, Any]) -> bool:
+    return entry.get("operation") == "Update"
 
 
 def applied_digest(obj: Mapping[str, Any], manager: str = FIELD_MANAGER) -> bytes | None:
-    """Digest of the live object's fields that `manager` applied; None if it never applied."""
-    entry = apply_entry(obj, manager)
+    """Digest of the live object's fields that `manager` wrote (`written_entry`); None if it
+    never wrote it."""
+    entry = written_entry(obj, manager)
     if entry is None:
         return None
     return digest(project(obj, entry.get("fieldsV1") or {}))

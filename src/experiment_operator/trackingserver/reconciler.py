@@ -47,7 +47,11 @@ from experiment_operator.trackingserver.gatewaystatus import gateway_findings
 from experiment_operator.trackingserver.labels import INSTANCE_LABEL
 from experiment_operator.trackingserver.mlflow import ServerPlan, server_command
 from experiment_operator.trackingserver.passes import Pass, version
-from experiment_operator.trackingserver.resources import TrackingServerResource, kind_of
+from experiment_operator.trackingserver.resources import (
+    POSTED_KINDS,
+    TrackingServerResource,
+    kind_of,
+)
 from experiment_operator.trackingserver.rollouts import (
     CHANGE_QUIET_SECONDS,
     NEW_QUIET_SECONDS,
@@ -306,7 +310,9 @@ class TrackingServerReconciler:
             await lifecycle.adopt_released_volume(self.client, PVC, live, p.obj)
             p.wrote, live = True, None
         try:
-            applied = await apply_owned(self.client, child, p.obj, live=live)
+            applied = await apply_owned(
+                self.client, child, p.obj, live=live, post_create=res in POSTED_KINDS
+            )
         except NotOwnedError as err:
             p.foreign.append(f"{err.kind} {err.name}")
             p.requeue_after.append(self.recheck_interval)  # its removal fires no event for us

@@ -15,7 +15,7 @@ from experiment_operator.runtime.apply import (
     upgrade_managed_fields,
     with_controller_reference,
 )
-from experiment_operator.runtime.fieldset import apply_entry, union_fields
+from experiment_operator.runtime.fieldset import is_update, union_fields, written_entry
 
 OWNER: dict[str, Any] = {
     "apiVersion": "experiment.aiscope/v1alpha2",
@@ -111,7 +111,20 @@ def test_takeover_moves_the_earlier_controllers_fields_to_our_apply_entry() -> N
         (FIELD_MANAGER, "Apply"),
     ]
     assert upgraded[-1]["fieldsV1"] == SEED_FIELDS
-    assert apply_entry({"metadata": {"managedFields": upgraded}}) is not None
+    entry = written_entry({"metadata": {"managedFields": upgraded}})
+    assert entry is not None
+    assert not is_update(entry)
+
+
+def test_our_update_entry_counts_only_without_our_apply_entry() -> None:
+    """A POST leaves our `Update` entry; once applied, the `Apply` entry is what we wrote."""
+    created = _entry(FIELD_MANAGER, {"f:data": {}})
+    applied = _entry(FIELD_MANAGER, {"f:spec": {}}, operation="Apply")
+    status = {**_entry(FIELD_MANAGER, {"f:status": {}}), "subresource": "status"}
+    assert written_entry({"metadata": {"managedFields": [status, created]}}) is created
+    assert written_entry({"metadata": {"managedFields": [created, applied]}}) is applied
+    assert written_entry({"metadata": {"managedFields": [status]}}) is None
+    assert written_entry({"metadata": {"managedFields": [_entry("other", {"f:data": {}})]}}) is None
 
 
 def test_takeover_merges_into_an_existing_apply_entry() -> None:

@@ -9,6 +9,8 @@ from typing import Any
 
 from experiment_operator.runtime.cache import (
     APPLIED,
+    APPLIED_FROM,
+    CREATED,
     LAST_APPLIED_ANNOTATION,
     SHARED_STRING_MAX_LEN,
     SYNTHETIC_KEYS,
@@ -99,12 +101,25 @@ def test_managed_fields_and_last_applied_go_the_digest_stays() -> None:
 
 def test_slim_kinds_keep_metadata_and_the_named_fields() -> None:
     cached = STATUS_ONLY(deployment("a"))
-    assert set(cached) == {"apiVersion", "kind", "metadata", "status", *SYNTHETIC_KEYS}
+    assert set(cached) == {"apiVersion", "kind", "metadata", "status", APPLIED, APPLIED_FROM}
     assert cached["status"] == {"replicas": 1}
     assert set(cached["metadata"]) == {"name", "namespace", "uid", "resourceVersion", "annotations"}
     assert cached[APPLIED] == applied_digest(deployment("a"))
     metadata_only = cache_transform(())(deployment("a"))
-    assert set(metadata_only) == {"apiVersion", "kind", "metadata", *SYNTHETIC_KEYS}
+    assert set(metadata_only) == {"apiVersion", "kind", "metadata", APPLIED, APPLIED_FROM}
+
+
+def test_an_object_we_created_with_a_post_is_marked() -> None:
+    """Its digest is of our Update entry; `CREATED` says it must be taken over before a change."""
+    created = deployment("a")
+    for entry in created["metadata"]["managedFields"]:
+        if entry["manager"] == FIELD_MANAGER:
+            entry["operation"] = "Update"
+    cached = cache_transform(())(created)
+    assert cached[CREATED] is True
+    assert cached[APPLIED] == applied_digest(created) is not None
+    assert CREATED not in cache_transform(())(deployment("a"))
+    assert CREATED in SYNTHETIC_KEYS
 
 
 def _with_stale_digest(cached: dict[str, Any]) -> dict[str, Any]:

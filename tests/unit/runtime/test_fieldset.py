@@ -148,9 +148,17 @@ def test_drift_differs() -> None:
     assert applied_digest(live_object(fields)) != desired_digest(APPLIED_BODY)
 
 
-def test_an_object_we_never_applied_has_no_digest() -> None:
+def test_an_object_we_never_wrote_has_no_digest() -> None:
+    live = live_object()
+    live["metadata"]["managedFields"][1].update(operation="Update", manager="someone-else")
+    assert applied_digest(live) is None
+    live["metadata"]["managedFields"][1].update(operation="Apply", manager=FIELD_MANAGER)
+    live["metadata"]["managedFields"][1]["subresource"] = "status"
+    assert applied_digest(live) is None
+
+
+def test_an_object_we_created_with_a_post_has_the_digest_of_our_update_entry() -> None:
+    """The create's set is the body's when the server added no defaults."""
     live = live_object()
     live["metadata"]["managedFields"][1]["operation"] = "Update"
-    assert applied_digest(live) is None
-    live["metadata"]["managedFields"][1].update(operation="Apply", subresource="status")
-    assert applied_digest(live) is None
+    assert applied_digest(live) == desired_digest(APPLIED_BODY)
