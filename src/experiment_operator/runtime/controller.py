@@ -170,7 +170,12 @@ class ControllerBuilder:
         self._for_selector: dict[str, str] | None = None
         self._owns: list[tuple[type[lkr.Resource], tuple[str, ...] | None]] = []
         self._watches: list[
-            tuple[type[lkr.Resource], Callable[[Change], list[Key]], tuple[str, ...] | None]
+            tuple[
+                type[lkr.Resource],
+                Callable[[Change], list[Key]],
+                tuple[str, ...] | None,
+                Priority,
+            ]
         ] = []
         self._max_concurrent = 1
         self._resync_period: float | None = None
@@ -199,12 +204,13 @@ class ControllerBuilder:
         kind: type[lkr.Resource],
         map_keys: Callable[[Change], list[Key]],
         fields: Iterable[str] | None = None,
+        priority: Priority = Priority.NORMAL,
     ) -> Self:
         """Another kind, watched with the manager's owned-label selector, whose changes enqueue
-        the primary keys `map_keys` returns (e.g. Pods, owned by ReplicaSets, by a label).
-        `fields` as for `owns`."""
+        the primary keys `map_keys` returns (e.g. Pods, owned by ReplicaSets, by a label), with
+        `priority`. `fields` as for `owns`."""
         kept = None if fields is None else tuple(fields)
-        self._watches.append((kind, map_keys, kept))
+        self._watches.append((kind, map_keys, kept, priority))
         return self
 
     def without_echoes(self, echoes: Echoes) -> Self:
@@ -257,13 +263,15 @@ class ControllerBuilder:
         for child, fields in self._owns:
             mgr.watch(child, label_selector=mgr.owned_label_selector, fields=fields)
             mgr.add_handler(child, on_child)
-        for kind, map_keys, kept in self._watches:
+        for kind, map_keys, kept, priority in self._watches:
 
             def on_watched(
-                change: Change, map_keys: Callable[[Change], list[Key]] = map_keys
+                change: Change,
+                map_keys: Callable[[Change], list[Key]] = map_keys,
+                priority: Priority = priority,
             ) -> None:
                 for key in map_keys(change):
-                    controller.enqueue(key)
+                    controller.enqueue(key, priority)
 
             mgr.watch(kind, label_selector=mgr.owned_label_selector, fields=kept)
             mgr.add_handler(kind, on_watched)

@@ -6,10 +6,21 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable
 
+from lightkube import AsyncClient, KubeConfig
+from lightkube.resources.core_v1 import ConfigMap, Pod
 from prometheus_client import REGISTRY
 
-from experiment_operator.runtime.controller import Controller, Request, Result, settled
+from experiment_operator.runtime.controller import (
+    Controller,
+    ControllerBuilder,
+    Request,
+    Result,
+    settled,
+)
+from experiment_operator.runtime.kubeapi import Key
+from experiment_operator.runtime.manager import Manager
 from experiment_operator.runtime.store import Change, Store
+from experiment_operator.runtime.workqueue import Priority, WorkQueue
 
 
 def store_with(*names: str) -> Store:
@@ -160,3 +171,28 @@ async def test_stopping_cancels_an_inflight_reconcile() -> None:
     async with running(Controller("t-stuck", Stuck(), store_with("a"))):
         await asyncio.wait_for(started.wait(), 10)
     assert cancelled.is_set()
+
+
+async def test_changes_of_a_watched_kind_wait_behind_primaries_at_their_priority() -> None:
+    """Pods are watched at LOW: a rollout's Pod churn waits behind a new TrackingServer."""
+    config = KubeConfig.from_dict(
+        {
+            "clusters": [{"name": "c", "cluster": {"server": "https://127.0.0.1:6443"}}],
+            "users": [{"name": "u", "user": {"token": "t"}}],
+            "contexts": [{"name": "x", "context": {"cluster": "c", "user": "u"}}],
+            "current-context": "x",
+        }
+    )
+    manager = Manager(AsyncClient(config=config))
+    controller = (
+        ControllerBuilder(manager)
+        .for_(ConfigMap)
+        .watches(Pod, lambda change: [("ns", "churned")], priority=Priority.LOW)
+        .complete(Scripted())
+    )
+    controller._queue = queue = WorkQueue[Key]("priorities")  # as run() does, without workers
+    pod = {"metadata": {"name": "p", "namespace": "ns", "uid": "p", "resourceVersion": "1"}}
+    for handler in manager._cache(Pod).handlers:
+        handler(Change("MODIFIED", pod, old=pod))
+    controller.enqueue(("ns", "new"))
+    assert [await queue.get(), await queue.get()] == [("ns", "new"), ("ns", "churned")]
