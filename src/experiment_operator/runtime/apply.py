@@ -28,7 +28,7 @@ from lightkube.core.exceptions import ApiError
 from . import kubeapi
 from .cache import APPLIED, CREATED
 from .fieldset import FIELD_MANAGER as FIELD_MANAGER
-from .fieldset import desired_digest, digest, is_update, project, union_fields, written_entry
+from .fieldset import desired_digest, union_fields, written_state
 from .kubeapi import KindInfo, Obj
 from .store import controller_owner
 
@@ -181,10 +181,7 @@ def applied_state(live: Mapping[str, Any]) -> tuple[bytes | None, bool]:
     if APPLIED in live:
         value = live[APPLIED]
         return (value if isinstance(value, bytes) else None), bool(live.get(CREATED))
-    entry = written_entry(live)
-    if entry is None:
-        return None, False
-    return digest(project(live, entry.get("fieldsV1") or {})), is_update(entry)
+    return written_state(live)
 
 
 async def _send_apply(client: AsyncClient, kind: KindInfo, namespace: str, body: Obj) -> Obj:

@@ -99,13 +99,20 @@ def is_update(entry: Mapping[str, Any]) -> bool:
     return entry.get("operation") == "Update"
 
 
-def applied_digest(obj: Mapping[str, Any], manager: str = FIELD_MANAGER) -> bytes | None:
-    """Digest of the live object's fields that `manager` wrote (`written_entry`); None if it
-    never wrote it."""
+def written_state(
+    obj: Mapping[str, Any], manager: str = FIELD_MANAGER
+) -> tuple[bytes | None, bool]:
+    """Digest of the live object's fields that `manager` wrote (`written_entry`; None if it
+    never wrote it), and whether an `Update` (a POST) wrote them rather than an apply."""
     entry = written_entry(obj, manager)
     if entry is None:
-        return None
-    return digest(project(obj, entry.get("fieldsV1") or {}))
+        return None, False
+    return digest(project(obj, entry.get("fieldsV1") or {})), is_update(entry)
+
+
+def applied_digest(obj: Mapping[str, Any], manager: str = FIELD_MANAGER) -> bytes | None:
+    """The digest of `written_state`."""
+    return written_state(obj, manager)[0]
 
 
 def projection_inputs(obj: Mapping[str, Any], fields: Mapping[str, Any]) -> bytes:
