@@ -25,12 +25,14 @@ from typing import Any
 
 import lightkube
 from lightkube import ApiError
-from lightkube.models.core_v1 import EventSource, ObjectReference
-from lightkube.models.meta_v1 import ObjectMeta
+from lightkube.models.core_v1 import ObjectReference
 from lightkube.resources.core_v1 import Event
-from lightkube.types import PatchType
+
+from . import kubeapi
 
 log = logging.getLogger(__name__)
+
+EVENTS = kubeapi.KindInfo.of(Event)
 
 NORMAL = "Normal"
 WARNING = "Warning"
@@ -71,6 +73,19 @@ def object_reference(obj: Any) -> ObjectReference:
         uid=_field(meta, "uid"),
         resourceVersion=_field(meta, "resourceVersion"),
     )
+
+
+def _reference_body(ref: ObjectReference) -> dict[str, str]:
+    """The involvedObject as JSON, its unset fields left out (as lightkube would)."""
+    fields = {
+        "apiVersion": ref.apiVersion,
+        "kind": ref.kind,
+        "name": ref.name,
+        "namespace": ref.namespace,
+        "uid": ref.uid,
+        "resourceVersion": ref.resourceVersion,
+    }
+    return {k: v for k, v in fields.items() if v is not None}
 
 
 @dataclass(frozen=True)
@@ -239,26 +254,32 @@ class EventRecorder:
         if series.name is not None:
             patch = {"count": series.count, "lastTimestamp": series.last.isoformat()}
             try:
-                await self._client.patch(
-                    Event, series.name, patch, namespace=namespace, patch_type=PatchType.MERGE
+                await kubeapi.request(
+                    self._client,
+                    "PATCH",
+                    EVENTS.path(namespace, series.name),
+                    body=patch,
+                    content_type=kubeapi.MERGE_PATCH_CONTENT_TYPE,
                 )
                 return
             except ApiError as exc:
                 if exc.status.code != 404:
                     raise
                 # The Event expired (kube-apiserver --event-ttl) or was deleted: create it again.
-        event = Event(
-            metadata=ObjectMeta(name=_event_name(key.name), namespace=namespace),
-            involvedObject=ref,
-            type=key.type,
-            reason=key.reason,
-            message=key.message,
-            count=series.count,
-            firstTimestamp=series.first,
-            lastTimestamp=series.last,
-            source=EventSource(component=self._component, host=self._instance),
-            reportingComponent=self._component,
-            reportingInstance=self._instance,
-        )
-        created = await self._client.create(event)
-        series.name = created.metadata.name if created.metadata else None
+        event = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"name": _event_name(key.name), "namespace": namespace},
+            "involvedObject": _reference_body(ref),
+            "type": key.type,
+            "reason": key.reason,
+            "message": key.message,
+            "count": series.count,
+            "firstTimestamp": series.first.isoformat(),
+            "lastTimestamp": series.last.isoformat(),
+            "source": {"component": self._component, "host": self._instance},
+            "reportingComponent": self._component,
+            "reportingInstance": self._instance,
+        }
+        created = await kubeapi.request(self._client, "POST", EVENTS.path(namespace), body=event)
+        series.name = created.get("metadata", {}).get("name")

@@ -15,6 +15,7 @@ from lightkube.models.core_v1 import ObjectReference
 from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.resources.apps_v1 import Deployment
 
+from experiment_operator.runtime import kubeapi
 from experiment_operator.runtime.events import (
     REDACTED,
     EventCache,
@@ -122,21 +123,22 @@ def test_forget_starts_a_new_series() -> None:
 
 
 class Unanswered:
-    """A client whose writes never return (an API server that hangs)."""
+    """An API server that never answers a write."""
 
     def __init__(self) -> None:
         self.calls = 0
 
-    async def create(self, obj: Any) -> Any:
+    async def request(self, *args: Any, **kwargs: Any) -> Any:
         self.calls += 1
         await asyncio.Event().wait()
 
 
 async def test_posted_events_beyond_the_bound_are_dropped_and_shutdown_cancels(
-    caplog: pytest.LogCaptureFixture,
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     client = Unanswered()
-    recorder = EventRecorder(client, "test", max_pending=2)  # type: ignore[arg-type]
+    monkeypatch.setattr(kubeapi, "request", client.request)
+    recorder = EventRecorder(None, "test", max_pending=2)  # type: ignore[arg-type]
     subject = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a", "uid": "u"}}
     with caplog.at_level(logging.WARNING):
         for i in range(3):
