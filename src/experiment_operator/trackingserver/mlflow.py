@@ -145,9 +145,14 @@ def migration_args() -> list[str]:
     return ["python", "-c", MIGRATION_SCRIPT]
 
 
-def needs_migration(backend_uri: str) -> bool:
-    """Whether the backend is a database with a schema (not MLflow's file store)."""
+def needs_migration(backend_uri: str, *, on_volume: bool) -> bool:
+    """Whether the backend is a database whose schema may be older than the image's MLflow: a
+    database server's, or an SQLite file kept on the volume (`on_volume`). Without the volume
+    the SQLite file lives in an emptyDir, new with every Pod: the server creates its schema,
+    and an init container would only add its start-up (and its memory request) to each Pod's."""
     scheme = backend_uri.split(":", 1)[0].split("+", 1)[0]
+    if scheme == "sqlite":
+        return on_volume
     return scheme in BACKEND_SCHEMES
 
 

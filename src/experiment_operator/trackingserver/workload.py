@@ -155,7 +155,8 @@ def _containers(ts: TrackingServer, plan: ServerPlan) -> tuple[dict[str, Any], l
     server.update(mlflow.probes(plan.url, plan.command))
     server["lifecycle"] = {"preStop": {"sleep": {"seconds": PRE_STOP_SLEEP_SECONDS}}}
     init: list[dict[str, Any]] = []
-    if operator and mlflow.needs_migration(spec.backend_uri.get_secret_value()):
+    backend_uri = spec.backend_uri.get_secret_value()
+    if operator and mlflow.needs_migration(backend_uri, on_volume=spec.volume_enabled):
         migration = {"name": MIGRATION_CONTAINER_NAME, **head, "command": mlflow.migration_args()}
         init.append(copy.deepcopy({**migration, **tail}))
     return server, init

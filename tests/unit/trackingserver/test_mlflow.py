@@ -94,17 +94,20 @@ def test_allowed_hosts_cover_the_url_the_service_and_the_probes() -> None:
 
 
 @pytest.mark.parametrize(
-    ("uri", "migrate"),
+    ("uri", "on_volume", "migrate"),
     [
-        ("sqlite:////mlflow/mlflow.db", True),
-        ("postgresql+psycopg2://u@db/m", True),
-        ("mysql://u@db/m", True),
-        ("mssql+pyodbc://u@db/m", True),
-        ("file:///mlflow/mlruns", False),
+        ("sqlite:////mlflow/mlflow.db", True, True),
+        ("sqlite:////mlflow/mlflow.db", False, False),  # an emptyDir: new with every Pod
+        ("postgresql+psycopg2://u@db/m", False, True),
+        ("mysql://u@db/m", True, True),
+        ("mssql+pyodbc://u@db/m", False, True),
+        ("file:///mlflow/mlruns", True, False),
     ],
 )
-def test_migrations_only_for_databases(uri: str, migrate: bool) -> None:
-    assert needs_migration(uri) is migrate
+def test_migrations_only_for_databases_that_outlive_the_pod(
+    uri: str, on_volume: bool, migrate: bool
+) -> None:
+    assert needs_migration(uri, on_volume=on_volume) is migrate
 
 
 def pod(ts: TrackingServer, image: str = DEFAULT_MLFLOW_IMAGE) -> dict[str, Any]:
@@ -130,7 +133,14 @@ def test_the_seed_contract_keeps_the_images_command(sample: Sample) -> None:
 
 
 def test_operator_started_server_is_restricted(sample: Sample) -> None:
-    spec = pod(sample("blog", image=None, url="https://m.example/team-a"))
+    ts = sample(
+        "blog",
+        image=None,
+        url="https://m.example/team-a",
+        volumeSize="1Gi",
+        storageClassName="standard",
+    )
+    spec = pod(ts)
     [container], [migration] = spec["containers"], spec["initContainers"]
     assert spec["securityContext"]["runAsNonRoot"] is True
     assert spec["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
@@ -146,6 +156,13 @@ def test_operator_started_server_is_restricted(sample: Sample) -> None:
     assert "$(" not in " ".join(migration["command"]), "the URI stays in the environment"
     assert container["readinessProbe"]["httpGet"]["path"] == "/team-a/health"
     assert "--static-prefix=/team-a" in container["command"]
+
+
+def test_an_sqlite_file_in_an_emptydir_needs_no_migration(sample: Sample) -> None:
+    """Without the volume every Pod starts with a new SQLite file: no init container."""
+    spec = pod(sample("blog", image=None, backend_uri="sqlite:////mlflow/mlflow.db"))
+    assert "initContainers" not in spec
+    assert {"name": "trackingserver-sqllite-data", "emptyDir": {}} in spec["volumes"]
 
 
 @pytest.mark.parametrize("image", [None, "mlflow:aiscope"])
