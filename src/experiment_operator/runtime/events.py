@@ -75,19 +75,6 @@ def object_reference(obj: Any) -> ObjectReference:
     )
 
 
-def _reference_body(ref: ObjectReference) -> dict[str, str]:
-    """The involvedObject as JSON, its unset fields left out (as lightkube would)."""
-    fields = {
-        "apiVersion": ref.apiVersion,
-        "kind": ref.kind,
-        "name": ref.name,
-        "namespace": ref.namespace,
-        "uid": ref.uid,
-        "resourceVersion": ref.resourceVersion,
-    }
-    return {k: v for k, v in fields.items() if v is not None}
-
-
 @dataclass(frozen=True)
 class EventKey:
     """What makes two events 'the same' for aggregation."""
@@ -270,7 +257,7 @@ class EventRecorder:
             "apiVersion": "v1",
             "kind": "Event",
             "metadata": {"name": _event_name(key.name), "namespace": namespace},
-            "involvedObject": _reference_body(ref),
+            "involvedObject": ref.to_dict(),
             "type": key.type,
             "reason": key.reason,
             "message": key.message,
